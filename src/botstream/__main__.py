@@ -1,0 +1,5 @@
+"""Allows ``python -m botstream``."""
+
+from botstream.cli import main
+
+raise SystemExit(main())

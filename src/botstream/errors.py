@@ -1,0 +1,26 @@
+"""One flat hierarchy of the errors botstream raises on purpose.
+
+Anything derived from :class:`BotstreamError` is an expected failure that the
+command line reports as one line (``botstream: <message>``) with a non-zero
+exit, never as a traceback.
+"""
+
+
+class BotstreamError(Exception):
+    """Base of every error botstream raises on purpose."""
+
+
+class ConfigError(BotstreamError):
+    """A bad flag, environment variable or configuration value."""
+
+
+class InputFileError(BotstreamError):
+    """An input file that is missing or cannot be read."""
+
+
+class KafkaUnavailableError(BotstreamError):
+    """The Kafka broker cannot be reached, started or is missing a topic."""
+
+
+class BrokerSetupError(BotstreamError):
+    """The local Kafka broker could not be fetched, started or stopped."""

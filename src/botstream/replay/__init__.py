@@ -1,0 +1,1 @@
+"""Offline replay of an event log through the same domain core as the live stream."""

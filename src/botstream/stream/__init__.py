@@ -1,0 +1,1 @@
+"""The Faust layer: app factory, topics, tables, agents and web views."""
