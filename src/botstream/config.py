@@ -1,0 +1,183 @@
+"""Runtime configuration: environment variables (``BOTSTREAM_*``) overridden by flags.
+
+One :class:`Settings` object carries everything a command needs: where Kafka
+is, how it is secured, the topic names and partition counts, and the
+:class:`~botstream.domain.config.DomainConfig` of the business rules.
+Every value is checked here, so a bad one fails as a one-line
+:class:`~botstream.errors.ConfigError` before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from botstream.domain.config import DEFAULT_PLAN_LIMITS, DomainConfig
+from botstream.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(text: str, what: str = "duration") -> int:
+    """Parse ``90s``, ``30m``, ``7d``, ``250ms`` or plain seconds into milliseconds."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ConfigError(f"{what}: {text!r} is not a duration (examples: 90s, 30m, 12h, 7d)")
+    number, unit = match.groups()
+    return int(float(number) * _UNIT_MS[unit or "s"])
+
+
+def parse_plan_limits(text: str) -> dict[str, tuple[int, int]]:
+    """Parse ``standard=100/500,pro=500/10000`` (limit without / with the chatbot pack)."""
+    limits: dict[str, tuple[int, int]] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, values = part.partition("=")
+        without, slash, with_pack = values.partition("/")
+        if not (sep and slash and name.strip() and without.strip().isdigit()
+                and with_pack.strip().isdigit()):
+            raise ConfigError(
+                f"plan limits: {part!r} is not NAME=WITHOUT/WITH (example: standard=100/500)"
+            )
+        limits[name.strip()] = (int(without), int(with_pack))
+    if not limits:
+        raise ConfigError("plan limits: no plan given (example: standard=100/500,pro=500/10000)")
+    return limits
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The names of every topic botstream reads or writes (SPEC section 2)."""
+
+    events: str = "widget-events"
+    plans: str = "account-plans"
+    outcomes: str = "botstream-outcomes"
+    usage: str = "botstream-usage"
+    alerts: str = "botstream-alerts"
+    dead_letters: str = "botstream-dead-letters"
+    #: Internal: charges re-keyed by account, from the conversation stage to metering.
+    charges: str = "botstream-charges"
+    #: Internal: statistics changes re-keyed by account.
+    stats_changes: str = "botstream-stats-changes"
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """Client security settings, passed through to aiokafka unchanged."""
+
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a botstream command needs to run."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    app_id: str = "botstream"
+    partitions: int = 4
+    replication_factor: int = 1
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: str = ".botstream-data"
+    topics: TopicNames = field(default_factory=TopicNames)
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    domain: DomainConfig = field(default_factory=DomainConfig)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some top-level fields replaced."""
+        return replace(self, **changes)
+
+
+# Environment variable -> (section, field, parser). Sections: "" (top level),
+# "topics", "security", "domain".
+_ENV: dict[str, tuple[str, str, Any]] = {
+    "BOTSTREAM_BOOTSTRAP": ("", "bootstrap_servers", str),
+    "BOTSTREAM_APP_ID": ("", "app_id", str),
+    "BOTSTREAM_PARTITIONS": ("", "partitions", int),
+    "BOTSTREAM_REPLICATION_FACTOR": ("", "replication_factor", int),
+    "BOTSTREAM_WEB_HOST": ("", "web_host", str),
+    "BOTSTREAM_WEB_PORT": ("", "web_port", int),
+    "BOTSTREAM_DATA_DIR": ("", "data_dir", str),
+    "BOTSTREAM_SECURITY_PROTOCOL": ("security", "security_protocol", str),
+    "BOTSTREAM_SASL_MECHANISM": ("security", "sasl_mechanism", str),
+    "BOTSTREAM_SASL_USERNAME": ("security", "sasl_username", str),
+    "BOTSTREAM_SASL_PASSWORD": ("security", "sasl_password", str),
+    "BOTSTREAM_SSL_CAFILE": ("security", "ssl_cafile", str),
+    "BOTSTREAM_SSL_CERTFILE": ("security", "ssl_certfile", str),
+    "BOTSTREAM_SSL_KEYFILE": ("security", "ssl_keyfile", str),
+    "BOTSTREAM_IDLE_TIMEOUT": ("domain", "idle_timeout_ms", parse_duration_ms),
+    "BOTSTREAM_RETENTION": ("domain", "retention_ms", parse_duration_ms),
+    "BOTSTREAM_MAX_CLOCK_SKEW": ("domain", "max_clock_skew_ms", parse_duration_ms),
+    "BOTSTREAM_WARNING_PERCENT": ("domain", "warning_percent", int),
+    "BOTSTREAM_PLAN_LIMITS": ("domain", "plan_limits", parse_plan_limits),
+    "BOTSTREAM_DEFAULT_PLAN": ("domain", "default_plan", str),
+    "BOTSTREAM_DEFAULT_PACK": ("domain", "default_pack", lambda v: _parse_bool(v)),
+    "BOTSTREAM_MAX_EVENT_BYTES": ("domain", "max_event_bytes", int),
+}
+_ENV.update({
+    f"BOTSTREAM_TOPIC_{f.name.upper()}": ("topics", f.name, str) for f in fields(TopicNames)
+})
+
+#: The flag (without dashes) that overrides each environment variable, for --help texts.
+FLAG_FOR_ENV = {name: name.removeprefix("BOTSTREAM_").lower().replace("_", "-") for name in _ENV}
+
+
+def _parse_bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{text!r} is not a boolean (use true or false)")
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Build settings from environment variables, then flag overrides.
+
+    ``overrides`` maps environment variable names (``BOTSTREAM_RETENTION``) to
+    raw values as given on the command line; ``None`` values are ignored.
+    """
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {k: v for k, v in env.items() if k in _ENV}
+    unknown = sorted(k for k in env if k.startswith("BOTSTREAM_TOPIC_") and k not in _ENV)
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]}")
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    sections: dict[str, dict[str, Any]] = {"": {}, "topics": {}, "security": {}, "domain": {}}
+    for name, value in raw.items():
+        section, attr, parse = _ENV[name]
+        try:
+            parsed = value if not isinstance(value, str) or parse is str else parse(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+        except ValueError:
+            raise ConfigError(f"{name}: {value!r} is not a valid value") from None
+        if isinstance(parsed, str) and not parsed.strip() and section != "security":
+            raise ConfigError(f"{name}: must not be empty")
+        sections[section][attr] = parsed
+    try:
+        domain = DomainConfig(**{"plan_limits": dict(DEFAULT_PLAN_LIMITS), **sections["domain"]})
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    settings = Settings(
+        topics=TopicNames(**sections["topics"]),
+        security=KafkaSecurity(**sections["security"]),
+        domain=domain,
+        **sections[""],
+    )
+    if settings.partitions < 1:
+        raise ConfigError("BOTSTREAM_PARTITIONS: must be at least 1")
+    if not 0 < settings.web_port < 65536:
+        raise ConfigError("BOTSTREAM_WEB_PORT: must be a TCP port (1-65535)")
+    return settings

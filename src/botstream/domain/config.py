@@ -1,0 +1,59 @@
+"""The settings the domain rules depend on (SPEC sections 4 to 6), with SPEC's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MINUTE_MS = 60_000
+DAY_MS = 24 * 60 * MINUTE_MS
+
+#: Per plan: (monthly limit without the chatbot pack, with the pack).
+DEFAULT_PLAN_LIMITS: dict[str, tuple[int, int]] = {
+    "standard": (100, 500),
+    "pro": (500, 10_000),
+}
+
+#: How many distinct event ids per conversation are remembered to drop duplicates.
+DUPLICATE_WINDOW = 256
+
+
+@dataclass(frozen=True, slots=True)
+class DomainConfig:
+    """Every tunable of the domain rules. Times are milliseconds."""
+
+    idle_timeout_ms: int = 30 * MINUTE_MS
+    retention_ms: int = 7 * DAY_MS
+    max_clock_skew_ms: int = 5 * MINUTE_MS
+    warning_percent: int = 80
+    plan_limits: dict[str, tuple[int, int]] = field(
+        default_factory=lambda: dict(DEFAULT_PLAN_LIMITS)
+    )
+    default_plan: str = "standard"
+    default_pack: bool = False
+    max_event_bytes: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        """Reject settings under which the SPEC's rules would contradict each other."""
+        problems = []
+        if self.idle_timeout_ms <= 0:
+            problems.append("idle timeout must be positive")
+        if self.retention_ms <= self.idle_timeout_ms:
+            problems.append("retention must be longer than the idle timeout")
+        if self.max_clock_skew_ms < 0:
+            problems.append("max clock skew must not be negative")
+        if not 1 <= self.warning_percent <= 100:
+            problems.append("warning percent must be between 1 and 100")
+        if self.default_plan not in self.plan_limits:
+            problems.append(f"default plan {self.default_plan!r} is not a configured plan")
+        for plan, limits in self.plan_limits.items():
+            if len(limits) != 2 or any(not isinstance(n, int) or n < 0 for n in limits):
+                problems.append(f"plan {plan!r} needs two limits >= 0 (without, with pack)")
+        if self.max_event_bytes <= 0:
+            problems.append("max event bytes must be positive")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def limit_for(self, plan: str, chatbot_pack: bool) -> int:
+        """The monthly limit of chatbot conversations for a plan, with or without the pack."""
+        without_pack, with_pack = self.plan_limits[plan]
+        return with_pack if chatbot_pack else without_pack
