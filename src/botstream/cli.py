@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Classify chatbot conversations and meter billable ones, on Kafka.",
     )
     parser.add_argument("--version", action="version", version=f"botstream {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_OneLineParser
+    )
     for module_name in COMMAND_MODULES:
         try:
             module = importlib.import_module(module_name)

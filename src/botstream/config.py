@@ -37,8 +37,13 @@ def parse_plan_limits(text: str) -> dict[str, tuple[int, int]]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, values = part.partition("=")
         without, slash, with_pack = values.partition("/")
-        if not (sep and slash and name.strip() and without.strip().isdigit()
-                and with_pack.strip().isdigit()):
+        if not (
+            sep
+            and slash
+            and name.strip()
+            and without.strip().isdigit()
+            and with_pack.strip().isdigit()
+        ):
             raise ConfigError(
                 f"plan limits: {part!r} is not NAME=WITHOUT/WITH (example: standard=100/500)"
             )
@@ -123,9 +128,9 @@ _ENV: dict[str, tuple[str, str, Any]] = {
     "BOTSTREAM_DEFAULT_PACK": ("domain", "default_pack", lambda v: _parse_bool(v)),
     "BOTSTREAM_MAX_EVENT_BYTES": ("domain", "max_event_bytes", int),
 }
-_ENV.update({
-    f"BOTSTREAM_TOPIC_{f.name.upper()}": ("topics", f.name, str) for f in fields(TopicNames)
-})
+_ENV.update(
+    {f"BOTSTREAM_TOPIC_{f.name.upper()}": ("topics", f.name, str) for f in fields(TopicNames)}
+)
 
 #: The flag (without dashes) that overrides each environment variable, for --help texts.
 FLAG_FOR_ENV = {name: name.removeprefix("BOTSTREAM_").lower().replace("_", "-") for name in _ENV}

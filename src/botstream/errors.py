@@ -24,3 +24,17 @@ class KafkaUnavailableError(BotstreamError):
 
 class BrokerSetupError(BotstreamError):
     """The local Kafka broker could not be fetched, started or stopped."""
+
+
+class InvalidRecord(BotstreamError):
+    """An input record that cannot be processed; it becomes a dead letter.
+
+    ``code`` is a short machine-readable reason (``invalid_json``, ``late``...),
+    ``detail`` says exactly what is wrong. ``str()`` gives ``"code: detail"``,
+    the dead letter's ``error`` field.
+    """
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail

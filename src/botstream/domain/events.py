@@ -1,0 +1,159 @@
+"""Widget events (SPEC section 3): the typed event and its decoder.
+
+The decoder is the first thing every input record meets, so it is written for
+speed (one ``orjson.loads``, then plain checks) and returns a precise reason for
+every way a record can be bad. ``schemas/widget-event.schema.json`` is the
+published form of the same rules; a unit test feeds the schema's cases to both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import orjson
+
+from botstream.domain.timefmt import parse_timestamp_ms
+from botstream.errors import InvalidRecord
+
+MAX_ID_LENGTH = 128
+
+
+class EventKind(IntEnum):
+    """The widget event types, numbered for compact state."""
+
+    CONVERSATION_STARTED = 0
+    CHATBOT_TRIGGERED = 1
+    CHATBOT_MESSAGE = 2
+    CHATBOT_BUTTON_CLICKED = 3
+    VISITOR_MESSAGE = 4
+    AGENT_JOINED = 5
+    AGENT_MESSAGE = 6
+    CONVERSATION_TRANSFERRED = 7
+    WIDGET_CLOSED = 8
+    VISITOR_LEFT = 9
+    CONVERSATION_CLOSED = 10
+
+
+EVENT_TYPES: dict[str, EventKind] = {
+    "conversation.started": EventKind.CONVERSATION_STARTED,
+    "chatbot.triggered": EventKind.CHATBOT_TRIGGERED,
+    "chatbot.message": EventKind.CHATBOT_MESSAGE,
+    "chatbot.button_clicked": EventKind.CHATBOT_BUTTON_CLICKED,
+    "visitor.message": EventKind.VISITOR_MESSAGE,
+    "agent.joined": EventKind.AGENT_JOINED,
+    "agent.message": EventKind.AGENT_MESSAGE,
+    "conversation.transferred": EventKind.CONVERSATION_TRANSFERRED,
+    "widget.closed": EventKind.WIDGET_CLOSED,
+    "visitor.left": EventKind.VISITOR_LEFT,
+    "conversation.closed": EventKind.CONVERSATION_CLOSED,
+}
+
+INITIATORS = frozenset({"visitor", "chatbot", "agent"})
+CLOSED_BY = frozenset({"visitor", "agent", "chatbot", "system"})
+
+_REQUIRED_STRINGS = ("event_id", "type", "occurred_at", "account_id", "conversation_id")
+_BOUNDED_IDS = ("event_id", "account_id", "conversation_id")
+
+
+@dataclass(frozen=True, slots=True)
+class WidgetEvent:
+    """A valid widget event, reduced to what botstream uses. Times are epoch ms (UTC)."""
+
+    event_id: str
+    kind: EventKind
+    at: int
+    account_id: str
+    conversation_id: str
+    #: True for ``conversation.closed`` with ``closed_by: chatbot``.
+    closed_by_chatbot: bool = False
+
+
+def decode_event(raw: bytes, max_bytes: int = 64 * 1024) -> WidgetEvent:
+    """Decode one raw record into a :class:`WidgetEvent`.
+
+    Raises :class:`~botstream.errors.InvalidRecord` with a precise reason when
+    the record is too large, not strict UTF-8 JSON, not an object, or breaks
+    the widget event schema.
+    """
+    if len(raw) > max_bytes:
+        raise InvalidRecord("too_large", f"{len(raw)} bytes exceeds the limit of {max_bytes}")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRecord("invalid_json", str(exc)) from None
+    if type(obj) is not dict:
+        raise InvalidRecord("not_object", f"the record is a JSON {_json_type(obj)}, not an object")
+    return event_from_object(obj)
+
+
+def event_from_object(obj: dict) -> WidgetEvent:
+    """Check a parsed JSON object against the widget event schema and type it."""
+    for name in _REQUIRED_STRINGS:
+        value = obj.get(name)
+        if type(value) is not str or not value:
+            _bad_required(obj, name)
+    for name in _BOUNDED_IDS:
+        if len(obj[name]) > MAX_ID_LENGTH:
+            raise InvalidRecord(
+                "invalid_field", f"{name} is longer than {MAX_ID_LENGTH} characters"
+            )
+    kind = EVENT_TYPES.get(obj["type"])
+    if kind is None:
+        raise InvalidRecord("unknown_type", f"{obj['type'][:64]!r} is not a widget event type")
+    at = parse_timestamp_ms(obj["occurred_at"])
+    if at is None:
+        raise InvalidRecord(
+            "invalid_timestamp",
+            f"occurred_at {obj['occurred_at'][:40]!r} is not an RFC 3339 date-time with an offset",
+        )
+    visitor_id = obj.get("visitor_id")
+    if visitor_id is not None and (type(visitor_id) is not str or len(visitor_id) > MAX_ID_LENGTH):
+        raise InvalidRecord(
+            "invalid_field", f"visitor_id must be null or a string of at most {MAX_ID_LENGTH}"
+        )
+    closed_by_chatbot = False
+    data = obj.get("data")
+    if data is not None:
+        if type(data) is not dict:
+            raise InvalidRecord(
+                "invalid_field", f"data must be an object or null, not a {_json_type(data)}"
+            )
+        if data:
+            initiator = data.get("initiator", "visitor")
+            if type(initiator) is not str or initiator not in INITIATORS:
+                raise InvalidRecord(
+                    "invalid_field", "data.initiator must be one of agent, chatbot, visitor"
+                )
+            closed_by = data.get("closed_by", "system")
+            if type(closed_by) is not str or closed_by not in CLOSED_BY:
+                raise InvalidRecord(
+                    "invalid_field", "data.closed_by must be one of agent, chatbot, system, visitor"
+                )
+            closed_by_chatbot = kind is EventKind.CONVERSATION_CLOSED and closed_by == "chatbot"
+    return WidgetEvent(
+        obj["event_id"], kind, at, obj["account_id"], obj["conversation_id"], closed_by_chatbot
+    )
+
+
+def _bad_required(obj: dict, name: str) -> None:
+    if name not in obj:
+        raise InvalidRecord("missing_field", f"{name} is required")
+    value = obj[name]
+    if type(value) is not str:
+        raise InvalidRecord("invalid_field", f"{name} must be a string, not a {_json_type(value)}")
+    raise InvalidRecord("invalid_field", f"{name} must not be empty")
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"

@@ -1,0 +1,52 @@
+"""Statistics: conversations by outcome per account and month of ``started_at``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from botstream.domain.conversation import OUTCOME_NAMES, Outcome
+
+STAT_FIELDS = tuple(
+    OUTCOME_NAMES[o]
+    for o in (
+        Outcome.RESOLVED_BY_CHATBOT,
+        Outcome.TRANSFERRED_TO_AGENT,
+        Outcome.UNENGAGED,
+        Outcome.NO_CHATBOT,
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StatsChange:
+    """A conversation's latest revision moved it from one (month, outcome) to another.
+
+    ``old`` is None for a conversation's first revision; only the latest
+    revision of each conversation counts.
+    """
+
+    account_id: str
+    old: tuple[str, int] | None
+    new: tuple[str, int]
+
+
+def apply_stats_change(counts: dict[str, dict[str, int]], change: StatsChange) -> None:
+    """Apply a change to one account's ``{month: {outcome: count}}``, in place."""
+    if change.old is not None:
+        month, outcome = change.old
+        counts[month][OUTCOME_NAMES[Outcome(outcome)]] -= 1
+    month, outcome = change.new
+    per_month = counts.get(month)
+    if per_month is None:
+        per_month = counts[month] = dict.fromkeys(STAT_FIELDS, 0)
+    per_month[OUTCOME_NAMES[Outcome(outcome)]] += 1
+
+
+def stats_record(account_id: str, month: str, counts: dict[str, int] | None) -> dict:
+    """The statistics record of one account and month (zeros when nothing was counted)."""
+    counts = counts or {}
+    return {
+        "account_id": account_id,
+        "month": month,
+        **{name: counts.get(name, 0) for name in STAT_FIELDS},
+    }
