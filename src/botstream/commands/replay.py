@@ -1,0 +1,156 @@
+"""``botstream replay``: run an event log through the domain core offline."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+
+from botstream.commands.common import add_config_flag, add_domain_flags, settings_from_args
+from botstream.errors import InputFileError
+from botstream.replay.engine import ReplayEngine, ReplayResult
+
+EXAMPLES = """\
+examples:
+  botstream replay events.jsonl --out out/
+  botstream replay events.jsonl --plans plans.jsonl --out out/ --idle-timeout 10m
+  botstream replay events.jsonl --out out/ --plan-limits standard=100/500,pro=500/10000
+
+Writes outcomes.jsonl (latest revision of every conversation), usage.jsonl,
+alerts.jsonl (in the order raised), stats.jsonl and dead_letters.jsonl to --out.
+"""
+
+#: Show a progress bar for inputs at least this large, on a terminal.
+PROGRESS_MIN_BYTES = 4 * 1024 * 1024
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``replay`` sub-command."""
+    parser = subparsers.add_parser(
+        "replay",
+        help="replay an event log offline (billing audits, backfills)",
+        description="Replay a JSONL event log through the same rules as the live stream.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("events", metavar="EVENTS.jsonl", help="widget events, one per line")
+    parser.add_argument("--plans", metavar="PLANS.jsonl", help="plan records, read first")
+    parser.add_argument("--out", metavar="DIR", required=True, help="directory for the results")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    add_config_flag(parser)
+    add_domain_flags(parser)
+    parser.set_defaults(func=run)
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """``(0-based line number, line without its end)`` for every non-blank line."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle):
+            line = line.rstrip(b"\r\n")
+            if line and not line.isspace():
+                yield number, line
+
+
+def _check_input(path_text: str, what: str) -> Path:
+    path = Path(path_text)
+    if not path.is_file():
+        raise InputFileError(f"{what} file {path_text} not found")
+    if not os.access(path, os.R_OK):
+        raise InputFileError(f"{what} file {path_text} is not readable")
+    return path
+
+
+def replay_files(
+    events: Path, plans: Path | None, engine: ReplayEngine, progress: bool = False
+) -> ReplayResult:
+    """Run ``plans`` then ``events`` through ``engine`` and finish it."""
+    if plans is not None:
+        for offset, raw in read_lines(plans):
+            engine.add_plan(raw, plans.name, offset)
+    lines = read_lines(events)
+    if progress:
+        lines = _with_progress(lines, events)
+    engine.add_events(lines, events.name)
+    return engine.finish()
+
+
+def _with_progress(lines: Iterator[tuple[int, bytes]], path: Path) -> Iterator[tuple[int, bytes]]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    total = path.stat().st_size
+    columns = (
+        TextColumn("replaying"),
+        BarColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        MofNCompleteColumn(),
+    )
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("replay", total=total)
+        done = 0
+        for count, (offset, raw) in enumerate(lines, 1):
+            done += len(raw) + 1
+            if count % 20_000 == 0:
+                bar.update(task, completed=done)
+            yield offset, raw
+        bar.update(task, completed=total)
+
+
+def write_results(result: ReplayResult, out: Path) -> dict[str, int]:
+    """Write the five JSONL result files; return how many lines each got."""
+    out.mkdir(parents=True, exist_ok=True)
+    newline = orjson.OPT_APPEND_NEWLINE
+    counts = {}
+    with (out / "outcomes.jsonl").open("wb") as handle:
+        for record in result.outcomes.values():
+            handle.write(record + b"\n")
+        counts["outcomes.jsonl"] = len(result.outcomes)
+    files = {
+        "usage.jsonl": [result.usage[key] for key in sorted(result.usage)],
+        "alerts.jsonl": result.alerts,
+        "stats.jsonl": result.stats_records(),
+        "dead_letters.jsonl": result.dead_letters,
+    }
+    for name, records in files.items():
+        with (out / name).open("wb") as handle:
+            for record in records:
+                handle.write(orjson.dumps(record, option=newline))
+        counts[name] = len(records)
+    return counts
+
+
+def run(args: argparse.Namespace) -> int:
+    """Replay the files named in ``args`` and print a summary."""
+    settings = settings_from_args(args)
+    events = _check_input(args.events, "events")
+    plans = _check_input(args.plans, "plans") if args.plans else None
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputFileError(f"--out {args.out} exists and is not a directory")
+    progress = (
+        not args.quiet and sys.stderr.isatty() and events.stat().st_size >= PROGRESS_MIN_BYTES
+    )
+    started = time.perf_counter()
+    result = replay_files(events, plans, ReplayEngine(settings.domain), progress)
+    elapsed = time.perf_counter() - started
+    try:
+        counts = write_results(result, out)
+    except OSError as exc:
+        raise InputFileError(f"cannot write results to {out}: {exc.strerror}") from None
+    if not args.quiet:
+        from botstream.replay.summary import print_summary
+
+        print_summary(result, counts, out, elapsed)
+    return 0
