@@ -114,9 +114,11 @@ def write_results(result: ReplayResult, out: Path) -> dict[str, int]:
     newline = orjson.OPT_APPEND_NEWLINE
     counts = {}
     with (out / "outcomes.jsonl").open("wb") as handle:
-        for record in result.outcomes.values():
+        written = 0
+        for record in result.outcome_records():
             handle.write(record + b"\n")
-        counts["outcomes.jsonl"] = len(result.outcomes)
+            written += 1
+        counts["outcomes.jsonl"] = written
     files = {
         "usage.jsonl": [result.usage[key] for key in sorted(result.usage)],
         "alerts.jsonl": result.alerts,

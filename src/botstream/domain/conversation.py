@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from sys import intern
 
 import orjson
 
@@ -170,6 +171,11 @@ class Conversation:
             return None
         return bot_at if bot_at > self.click_at else self.click_at
 
+    @property
+    def final_end_reason(self) -> str:
+        """The end reason once no more events come (an open conversation ends by inactivity)."""
+        return END_REASONS[EndRank(self.last_rank)] if self.last_rank else INACTIVITY
+
     def end_reason(self, watermark: int | None, idle_timeout_ms: int) -> str | None:
         """Why the conversation is ended at ``watermark``, or None while it is open."""
         if self.last_rank:
@@ -204,7 +210,8 @@ class Conversation:
 
 def new_conversation(event: WidgetEvent) -> Conversation:
     """An empty conversation for the first event seen of it (not yet applied)."""
-    return Conversation(account_id=event.account_id, started_at=event.at, last_at=event.at)
+    # Interned: an account's many conversations share one string.
+    return Conversation(account_id=intern(event.account_id), started_at=event.at, last_at=event.at)
 
 
 # -- compact serialisation ----------------------------------------------------
@@ -223,7 +230,9 @@ def _undelta(value: int | None, base: int) -> int | None:
 def encode_conversation(state: Conversation) -> bytes:
     """Serialise to compact JSON: a flat array, times relative to ``started_at``."""
     base = state.started_at
-    return orjson.dumps(
+    # orjson hands back its 4 KiB working buffer as the bytes object; states are
+    # kept for days, so copy each into an object of its own size.
+    encoded = orjson.dumps(
         [
             _STATE_VERSION,
             state.account_id,
@@ -247,6 +256,7 @@ def encode_conversation(state: Conversation) -> bytes:
             state.recent_ids,
         ]
     )
+    return memoryview(encoded).tobytes()
 
 
 def decode_conversation(data: bytes) -> Conversation:
@@ -276,7 +286,7 @@ def decode_conversation(data: bytes) -> Conversation:
     if version != _STATE_VERSION:
         raise ValueError(f"unknown conversation state version {version}")
     return Conversation(
-        account_id,
+        intern(account_id),
         base,
         last + base,
         last_rank,

@@ -56,7 +56,7 @@ _REQUIRED_STRINGS = ("event_id", "type", "occurred_at", "account_id", "conversat
 _BOUNDED_IDS = ("event_id", "account_id", "conversation_id")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WidgetEvent:
     """A valid widget event, reduced to what botstream uses. Times are epoch ms (UTC)."""
 
@@ -89,6 +89,63 @@ def decode_event(raw: bytes, max_bytes: int = 64 * 1024) -> WidgetEvent:
 
 def event_from_object(obj: dict) -> WidgetEvent:
     """Check a parsed JSON object against the widget event schema and type it."""
+    get = obj.get
+    event_id = get("event_id")
+    type_name = get("type")
+    occurred_at = get("occurred_at")
+    account_id = get("account_id")
+    conversation_id = get("conversation_id")
+    # One combined test for the common, valid case; the slow path names the problem.
+    if not (
+        type(event_id) is str
+        and type(type_name) is str
+        and type(occurred_at) is str
+        and type(account_id) is str
+        and type(conversation_id) is str
+        and 0 < len(event_id) <= MAX_ID_LENGTH
+        and 0 < len(account_id) <= MAX_ID_LENGTH
+        and 0 < len(conversation_id) <= MAX_ID_LENGTH
+        and type_name
+        and occurred_at
+    ):
+        _reject_required(obj)
+    kind = EVENT_TYPES.get(type_name)
+    if kind is None:
+        raise InvalidRecord("unknown_type", f"{type_name[:64]!r} is not a widget event type")
+    at = parse_timestamp_ms(occurred_at)
+    if at is None:
+        raise InvalidRecord(
+            "invalid_timestamp",
+            f"occurred_at {occurred_at[:40]!r} is not an RFC 3339 date-time with an offset",
+        )
+    visitor_id = get("visitor_id")
+    if visitor_id is not None and (type(visitor_id) is not str or len(visitor_id) > MAX_ID_LENGTH):
+        raise InvalidRecord(
+            "invalid_field", f"visitor_id must be null or a string of at most {MAX_ID_LENGTH}"
+        )
+    closed_by_chatbot = False
+    data = get("data")
+    if data:
+        if type(data) is not dict:
+            _reject_data(data)
+        initiator = data.get("initiator", "visitor")
+        if type(initiator) is not str or initiator not in INITIATORS:
+            raise InvalidRecord(
+                "invalid_field", "data.initiator must be one of agent, chatbot, visitor"
+            )
+        closed_by = data.get("closed_by", "system")
+        if type(closed_by) is not str or closed_by not in CLOSED_BY:
+            raise InvalidRecord(
+                "invalid_field", "data.closed_by must be one of agent, chatbot, system, visitor"
+            )
+        closed_by_chatbot = kind is EventKind.CONVERSATION_CLOSED and closed_by == "chatbot"
+    elif data is not None and type(data) is not dict:
+        _reject_data(data)
+    return WidgetEvent(event_id, kind, at, account_id, conversation_id, closed_by_chatbot)
+
+
+def _reject_required(obj: dict) -> None:
+    """Raise the precise reason why a required field of ``obj`` is bad."""
     for name in _REQUIRED_STRINGS:
         value = obj.get(name)
         if type(value) is not str or not value:
@@ -98,41 +155,12 @@ def event_from_object(obj: dict) -> WidgetEvent:
             raise InvalidRecord(
                 "invalid_field", f"{name} is longer than {MAX_ID_LENGTH} characters"
             )
-    kind = EVENT_TYPES.get(obj["type"])
-    if kind is None:
-        raise InvalidRecord("unknown_type", f"{obj['type'][:64]!r} is not a widget event type")
-    at = parse_timestamp_ms(obj["occurred_at"])
-    if at is None:
-        raise InvalidRecord(
-            "invalid_timestamp",
-            f"occurred_at {obj['occurred_at'][:40]!r} is not an RFC 3339 date-time with an offset",
-        )
-    visitor_id = obj.get("visitor_id")
-    if visitor_id is not None and (type(visitor_id) is not str or len(visitor_id) > MAX_ID_LENGTH):
-        raise InvalidRecord(
-            "invalid_field", f"visitor_id must be null or a string of at most {MAX_ID_LENGTH}"
-        )
-    closed_by_chatbot = False
-    data = obj.get("data")
-    if data is not None:
-        if type(data) is not dict:
-            raise InvalidRecord(
-                "invalid_field", f"data must be an object or null, not a {_json_type(data)}"
-            )
-        if data:
-            initiator = data.get("initiator", "visitor")
-            if type(initiator) is not str or initiator not in INITIATORS:
-                raise InvalidRecord(
-                    "invalid_field", "data.initiator must be one of agent, chatbot, visitor"
-                )
-            closed_by = data.get("closed_by", "system")
-            if type(closed_by) is not str or closed_by not in CLOSED_BY:
-                raise InvalidRecord(
-                    "invalid_field", "data.closed_by must be one of agent, chatbot, system, visitor"
-                )
-            closed_by_chatbot = kind is EventKind.CONVERSATION_CLOSED and closed_by == "chatbot"
-    return WidgetEvent(
-        obj["event_id"], kind, at, obj["account_id"], obj["conversation_id"], closed_by_chatbot
+    raise AssertionError("unreachable: the fast check and the slow path disagree")
+
+
+def _reject_data(data: object) -> None:
+    raise InvalidRecord(
+        "invalid_field", f"data must be an object or null, not a {_json_type(data)}"
     )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from botstream.domain.config import DomainConfig
-from botstream.domain.conversation import Conversation, new_conversation
+from botstream.domain.conversation import Conversation, decode_conversation, new_conversation
 from botstream.domain.events import WidgetEvent
 from botstream.domain.metering import Charge
 from botstream.domain.stats import StatsChange
@@ -25,10 +25,16 @@ from botstream.errors import InvalidRecord
 
 
 class ConversationStore(Protocol):
-    """Where a partition's conversation states live."""
+    """Where a partition's conversation states live.
 
-    def get(self, conversation_id: str) -> Conversation | None:
-        """The state of a conversation, or None."""
+    A store may hand back a state as an object or in the compact form of
+    :func:`~botstream.domain.conversation.encode_conversation`; the processor
+    decodes it. That lets a store keep cold states small without a decoding
+    layer of its own on the hot path.
+    """
+
+    def get(self, conversation_id: str) -> Conversation | bytes | None:
+        """The state of a conversation (object or encoded), or None."""
 
     def put(self, conversation_id: str, state: Conversation) -> None:
         """Store the state of a conversation."""
@@ -36,7 +42,7 @@ class ConversationStore(Protocol):
     def delete(self, conversation_id: str) -> None:
         """Forget a conversation."""
 
-    def items(self) -> Iterator[tuple[str, Conversation]]:
+    def items(self) -> Iterator[tuple[str, Conversation | bytes]]:
         """Every stored conversation (used to rebuild timers after a restart)."""
 
 
@@ -54,11 +60,22 @@ class DictStore(dict):
 
 @dataclass(frozen=True, slots=True)
 class Revision:
-    """A new outcome revision of a conversation, and how it moves the statistics."""
+    """A new outcome revision of a conversation, and how it moves the statistics.
+
+    The record is built on demand by :meth:`record`, from the live state: call
+    it before the conversation's next event is processed (publishers serialise
+    each revision as they receive it). The offline replay never needs the
+    intermediate records, only the last one, so it skips that work.
+    """
 
     conversation_id: str
-    record: dict
+    state: Conversation
+    end_reason: str
     stats: StatsChange
+
+    def record(self) -> dict:
+        """The outcome record of this revision (SPEC section 4)."""
+        return self.state.outcome_record(self.conversation_id, self.end_reason)
 
 
 Output = Revision | Charge
@@ -72,6 +89,11 @@ class PartitionProcessor:
     ) -> None:
         self.config = config
         self.store = store
+        self._idle_timeout_ms = config.idle_timeout_ms
+        self._retention_ms = config.retention_ms
+        self._max_clock_skew_ms = config.max_clock_skew_ms
+        self._get = store.get
+        self._put = store.put
         #: The largest event time applied (bounded by wall clock in the live stream).
         self.watermark = watermark
         self.duplicates = 0
@@ -81,6 +103,8 @@ class PartitionProcessor:
         self._deadlines: list[tuple[int, str]] = []
         self._scheduled: dict[str, int] = {}
         for conversation_id, state in store.items():
+            if state.__class__ is bytes:
+                state = decode_conversation(state)
             self._schedule(conversation_id, self._deadline(state))
 
     @property
@@ -96,58 +120,69 @@ class PartitionProcessor:
         Raises :class:`InvalidRecord` for a ``late`` event or an
         ``account_mismatch``; a duplicate returns no output and changes nothing.
         """
-        config = self.config
+        # The hot path of the whole system: rules are inlined rather than split
+        # into helpers, and costly ones are guarded by cheap tests.
+        at = event.at
         watermark = self.watermark
-        if watermark is not None and watermark - event.at >= config.retention_ms:
+        if watermark is not None and watermark - at >= self._retention_ms:
             raise InvalidRecord(
                 "late",
-                f"occurred_at is {(watermark - event.at) // 1000} s before the "
-                f"partition's event time, beyond the retention of {config.retention_ms // 1000} s",
+                f"occurred_at is {(watermark - at) // 1000} s before the partition's "
+                f"event time, beyond the retention of {self._retention_ms // 1000} s",
             )
         conversation_id = event.conversation_id
-        state = self.store.get(conversation_id)
+        state = self._get(conversation_id)
         if state is None:
             state = new_conversation(event)
             old_deadline = None
         else:
+            if state.__class__ is bytes:
+                state = decode_conversation(state)
             if state.account_id != event.account_id:
                 raise InvalidRecord(
                     "account_mismatch",
                     f"conversation {conversation_id[:64]!r} belongs to "
                     f"account {state.account_id[:64]!r}, not {event.account_id[:64]!r}",
                 )
-            if state.is_duplicate(event.event_id):
+            if event.event_id in state.recent_ids:
                 self.duplicates += 1
                 return []
-            old_deadline = self._deadline(state)
+            old_deadline = state.last_at + (
+                self._retention_ms if state.ended else self._idle_timeout_ms
+            )
         state.apply(event)
         self.applied += 1
 
-        event_time = (
-            event.at if now_ms is None else min(event.at, now_ms + config.max_clock_skew_ms)
-        )
-        advanced = watermark is None or event_time > watermark
+        if now_ms is not None and at > now_ms + self._max_clock_skew_ms:
+            at = now_ms + self._max_clock_skew_ms
+        advanced = watermark is None or at > watermark
         if advanced:
-            self.watermark = watermark = event_time
+            self.watermark = watermark = at
 
         outputs: list[Output] = []
-        if state.charged_at is None:
+        if state.charged_at is None and state.click_at is not None:
             billable_at = state.billable_at
             if billable_at is not None:
                 state.charged_at = billable_at
                 outputs.append(
                     Charge(state.account_id, conversation_id, billable_at, month_of(billable_at))
                 )
-        end_reason = state.end_reason(watermark, config.idle_timeout_ms)
-        state.ended = end_reason is not None
-        if end_reason is not None:
-            outputs.append(self._revise(conversation_id, state, end_reason))
-        self.store.put(conversation_id, state)
-        deadline = self._deadline(state)
+        if state.last_rank or watermark - state.last_at >= self._idle_timeout_ms:
+            state.ended = True
+            outputs.append(
+                self._revise(
+                    conversation_id, state, state.end_reason(watermark, self._idle_timeout_ms)
+                )
+            )
+            deadline = state.last_at + self._retention_ms
+        else:
+            state.ended = False
+            deadline = state.last_at + self._idle_timeout_ms
+        self._put(conversation_id, state)
         if old_deadline is None or deadline < old_deadline:
             self._schedule(conversation_id, deadline)
-        if advanced:
-            outputs.extend(self._fire_timers(watermark))
+        if advanced and self._deadlines[0][0] <= watermark:
+            self._fire_timers(watermark, outputs)
         return outputs
 
     def advance(self, to_ms: int) -> list[Output]:
@@ -158,7 +193,9 @@ class PartitionProcessor:
         if self.watermark is not None and to_ms <= self.watermark:
             return []
         self.watermark = to_ms
-        return list(self._fire_timers(to_ms))
+        outputs: list[Output] = []
+        self._fire_timers(to_ms, outputs)
+        return outputs
 
     def end_all(self) -> list[Output]:
         """End every open conversation by inactivity (the end of an offline replay)."""
@@ -166,12 +203,18 @@ class PartitionProcessor:
         for deadline, conversation_id in sorted(self._deadlines):
             if self._scheduled.get(conversation_id) != deadline:
                 continue
-            state = self.store.get(conversation_id)
+            state = self._load(conversation_id)
             if state is not None and not state.ended:
                 outputs.append(self._end_by_inactivity(conversation_id, state))
         return outputs
 
     # -- internals ------------------------------------------------------------
+
+    def _load(self, conversation_id: str) -> Conversation | None:
+        state = self._get(conversation_id)
+        if state.__class__ is bytes:
+            return decode_conversation(state)
+        return state
 
     def _deadline(self, state: Conversation) -> int:
         """When the state next needs attention: idle end if open, expiry if ended."""
@@ -182,14 +225,14 @@ class PartitionProcessor:
         self._scheduled[conversation_id] = deadline
         heapq.heappush(self._deadlines, (deadline, conversation_id))
 
-    def _fire_timers(self, watermark: int) -> Iterator[Output]:
+    def _fire_timers(self, watermark: int, outputs: list[Output]) -> None:
         heap = self._deadlines
         scheduled = self._scheduled
         while heap and heap[0][0] <= watermark:
             deadline, conversation_id = heapq.heappop(heap)
             if scheduled.get(conversation_id) != deadline:
                 continue
-            state = self.store.get(conversation_id)
+            state = self._load(conversation_id)
             if state is None:
                 del scheduled[conversation_id]
                 continue
@@ -200,12 +243,12 @@ class PartitionProcessor:
                 del scheduled[conversation_id]
                 self.store.delete(conversation_id)
             else:
-                yield self._end_by_inactivity(conversation_id, state)
+                outputs.append(self._end_by_inactivity(conversation_id, state))
 
     def _end_by_inactivity(self, conversation_id: str, state: Conversation) -> Revision:
         state.ended = True
         revision = self._revise(conversation_id, state, "inactivity")
-        self.store.put(conversation_id, state)
+        self._put(conversation_id, state)
         self._schedule(conversation_id, self._deadline(state))
         return revision
 
@@ -219,4 +262,4 @@ class PartitionProcessor:
         state.counted_started_at = state.started_at
         state.counted_outcome = int(outcome)
         change = StatsChange(state.account_id, old, (month_of(state.started_at), int(outcome)))
-        return Revision(conversation_id, state.outcome_record(conversation_id, end_reason), change)
+        return Revision(conversation_id, state, end_reason, change)

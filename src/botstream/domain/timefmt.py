@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 
 _RFC3339 = re.compile(
-    r"(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
-    r"T([01]\d|2[0-3]):([0-5]\d):([0-5]\d)(?:\.(\d+))?"
-    r"(?:Z|([+-])([01]\d|2[0-3]):([0-5]\d))",
+    r"(?:19[7-9]\d|2\d{3})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?"
+    r"(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)",
     re.ASCII,
 )
 _DAYS_BEFORE_MONTH = (0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
@@ -37,23 +37,57 @@ def parse_timestamp_ms(text: object) -> int | None:
     """Epoch milliseconds of a strict RFC 3339 timestamp, or ``None`` if it is not one."""
     if type(text) is not str:
         return None
-    match = _RFC3339.fullmatch(text)
-    if match is None:
+    # Fast path for the canonical form ``YYYY-MM-DDThh:mm:ss.mmmZ`` whose minute was
+    # already seen: the cache only holds prefixes that passed the full pattern.
+    if len(text) == 24 and text[23] == "Z" and text[19] == "." and text[16] == ":":
+        minute_start = _MINUTE_STARTS.get(text[:16])
+        if minute_start is not None:
+            seconds, millis = text[17:19], text[20:23]
+            if (
+                seconds.isdigit()
+                and millis.isdigit()
+                and seconds < "60"
+                and seconds.isascii()
+                and millis.isascii()
+            ):
+                return minute_start + int(seconds + millis)
+    if _RFC3339.fullmatch(text) is None:
         return None
-    year_s, month_s, day_s, hh, mm, ss, frac, sign, off_h, off_m = match.groups()
-    year, month, day = int(year_s), int(month_s), int(day_s)
+    minute_start = _MINUTE_STARTS.get(text[:16])
+    if minute_start is None:
+        minute_start = _minute_start(text)
+        if minute_start is None:
+            return None
+        if len(_MINUTE_STARTS) >= _MINUTE_CACHE_SIZE:
+            _MINUTE_STARTS.clear()
+        _MINUTE_STARTS[text[:16]] = minute_start
+    ms = minute_start + int(text[17:19]) * 1000
+    rest = text[19:]
+    if rest == "Z":
+        return ms
+    if rest[0] == ".":
+        offset_at = len(rest) - 1 if rest[-1] == "Z" else len(rest) - 6
+        ms += int((rest[1:offset_at] + "00")[:3])
+        rest = rest[offset_at:]
+        if rest == "Z":
+            return ms
+    offset = (int(rest[1:3]) * 60 + int(rest[4:6])) * 60_000
+    return ms - offset if rest[0] == "+" else ms + offset
+
+
+#: ``YYYY-MM-DDThh:mm`` -> epoch ms, for prefixes that passed the full pattern.
+#: Calendar arithmetic and the day-of-month check then run once per minute seen.
+_MINUTE_STARTS: dict[str, int] = {}
+_MINUTE_CACHE_SIZE = 100_000
+
+
+def _minute_start(text: str) -> int | None:
+    """Epoch ms of ``YYYY-MM-DDThh:mm`` (a prefix the pattern matched), None for a bad day."""
+    year, month, day = int(text[:4]), int(text[5:7]), int(text[8:10])
     if day > 28 and day > _DAYS_IN_MONTH[month] + (month == 2 and _is_leap(year)):
         return None
-    ms = (
-        _days_from_epoch(year, month, day) * _MS_PER_DAY
-        + (int(hh) * 3600 + int(mm) * 60 + int(ss)) * 1000
-    )
-    if frac:
-        ms += int((frac + "00")[:3])
-    if sign:
-        offset = (int(off_h) * 60 + int(off_m)) * 60_000
-        ms += -offset if sign == "+" else offset
-    return ms
+    hours, minutes = int(text[11:13]), int(text[14:16])
+    return _days_from_epoch(year, month, day) * _MS_PER_DAY + (hours * 60 + minutes) * 60_000
 
 
 def _civil_from_days(days: int) -> tuple[int, int, int]:

@@ -1,25 +1,26 @@
 """The offline replay engine: the live stream's domain core, run over files.
 
 Reads plan records first, then the event log in file order as one partition,
-and keeps every result in memory: the latest outcome revision of each
-conversation, usage per account and month, alerts in the order raised,
-statistics, dead letters. Nothing here knows about terminals or flags
-(see :mod:`botstream.commands.replay`).
+and keeps every result in memory: usage per account and month, alerts in the
+order raised, statistics, dead letters, and the conversations themselves, from
+which the latest outcome revisions are written at the end. Nothing here knows
+about terminals or flags (see :mod:`botstream.commands.replay`).
 """
 
 from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import orjson
 
 from botstream.domain.config import DomainConfig
+from botstream.domain.conversation import Conversation, decode_conversation, encode_conversation
 from botstream.domain.events import decode_event
 from botstream.domain.metering import Charge, Usage, apply_charge
-from botstream.domain.partition import DictStore, PartitionProcessor, Revision
+from botstream.domain.partition import PartitionProcessor, Revision
 from botstream.domain.plans import PlanHistory, add_plan, decode_plan
 from botstream.domain.stats import apply_stats_change, stats_record
 from botstream.errors import InvalidRecord
@@ -44,12 +45,49 @@ def dead_letter(
     }
 
 
+class CompactingStore(dict):
+    """Conversation store that keeps open conversations as objects, ended ones as bytes.
+
+    Most conversations of a log are ended and only kept for late events, so
+    holding them in their compact serialised form (about 200 bytes) rather than
+    as objects cuts memory several times over. A conversation dropped after
+    retention leaves its last outcome record in ``dropped``. ``get`` is the
+    plain dict lookup: the processor decodes compact states itself.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped: dict[str, bytes] = {}
+
+    def put(self, conversation_id: str, state: Conversation) -> None:
+        """Store a conversation: compactly once it has ended."""
+        self[conversation_id] = encode_conversation(state) if state.ended else state
+
+    def load(self, conversation_id: str) -> Conversation | None:
+        """The state of a conversation as an object, or None."""
+        state = self.get(conversation_id)
+        return decode_conversation(state) if type(state) is bytes else state
+
+    def delete(self, conversation_id: str) -> None:
+        """Drop a conversation, keeping its last outcome record."""
+        state = self.load(conversation_id)
+        if state is not None:
+            del self[conversation_id]
+            record = state.outcome_record(conversation_id, state.final_end_reason)
+            # A copy, so the kept record does not pin orjson's 4 KiB buffer.
+            self.dropped[conversation_id] = memoryview(orjson.dumps(record)).tobytes()
+
+    def states(self) -> Iterator[tuple[str, Conversation]]:
+        """Every stored conversation, decoded."""
+        for conversation_id in list(self.keys()):
+            yield conversation_id, self.load(conversation_id)
+
+
 @dataclass
 class ReplayResult:
     """Everything an offline replay produced."""
 
-    #: conversation id -> the latest outcome record, serialised.
-    outcomes: dict[str, bytes] = field(default_factory=dict)
+    store: CompactingStore = field(default_factory=CompactingStore)
     usage: dict[tuple[str, str], dict] = field(default_factory=dict)
     alerts: list[dict] = field(default_factory=list)
     #: account id -> month -> outcome name -> count.
@@ -61,6 +99,22 @@ class ReplayResult:
     revisions: int = 0
     charges: int = 0
     duplicates: int = 0
+
+    @property
+    def conversations(self) -> int:
+        """How many conversations have an outcome."""
+        return len(self.store) + len(self.store.dropped)
+
+    def outcome_records(self) -> Iterator[bytes]:
+        """The latest outcome revision of every conversation, serialised.
+
+        After :meth:`ReplayEngine.finish` every live conversation has ended,
+        so its state is exactly its latest revision.
+        """
+        for conversation_id, state in self.store.states():
+            if conversation_id not in self.store.dropped:
+                yield orjson.dumps(state.outcome_record(conversation_id, state.final_end_reason))
+        yield from self.store.dropped.values()
 
     def stats_records(self) -> list[dict]:
         """Statistics per account and month of ``started_at``, skipping empty months."""
@@ -78,7 +132,7 @@ class ReplayEngine:
     def __init__(self, config: DomainConfig) -> None:
         self.config = config
         self.result = ReplayResult()
-        self.partition = PartitionProcessor(config, DictStore())
+        self.partition = PartitionProcessor(config, self.result.store)
         self._plans: dict[str, PlanHistory] = {}
         self._usage: dict[tuple[str, str], Usage] = {}
 
@@ -100,12 +154,28 @@ class ReplayEngine:
         except InvalidRecord as error:
             self._dead(error, source, offset, raw)
             return
-        self._publish(outputs)
+        if outputs:
+            self._publish(outputs)
 
-    def add_events(self, lines: Iterable[tuple[int, bytes]], source: str) -> None:
-        """Process many ``(offset, raw)`` events; the hot loop of a replay."""
+    def add_events(self, lines: Iterator[tuple[int, bytes]], source: str) -> None:
+        """Process many ``(offset, raw)`` events; the hot loop of a replay.
+
+        The same steps as :meth:`add_event`, with lookups hoisted out of the loop.
+        """
+        process = self.partition.process
+        publish = self._publish
+        max_bytes = self.config.max_event_bytes
+        count = 0
         for offset, raw in lines:
-            self.add_event(raw, source, offset)
+            count += 1
+            try:
+                outputs = process(decode_event(raw, max_bytes))
+            except InvalidRecord as error:
+                self._dead(error, source, offset, raw)
+                continue
+            if outputs:
+                publish(outputs)
+        self.result.events_read += count
 
     def finish(self) -> ReplayResult:
         """End every open conversation by inactivity and return the results."""
@@ -118,7 +188,6 @@ class ReplayEngine:
         for output in outputs:
             if type(output) is Revision:
                 result.revisions += 1
-                result.outcomes[output.conversation_id] = orjson.dumps(output.record)
                 change = output.stats
                 apply_stats_change(result.stats.setdefault(change.account_id, {}), change)
             else:
