@@ -26,8 +26,10 @@ INPUT_TIMESTAMP = (
     r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
     r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
+# Inputs are limited to years 1970-2999 as written; normalised to UTC, an input
+# with an offset can land in 1969 or 3000, so outputs allow those years too.
 OUTPUT_TIMESTAMP = (
-    r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"^(19[6-9][0-9]|2[0-9]{3}|3000)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
     r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z$"
 )
 INPUTS = ("widget-event", "plan-record")
