@@ -103,7 +103,8 @@ class ReplayResult:
     @property
     def conversations(self) -> int:
         """How many conversations have an outcome."""
-        return len(self.store) + len(self.store.dropped)
+        store = self.store
+        return len(store) + sum(1 for cid in store.dropped if cid not in store)
 
     def outcome_records(self) -> Iterator[bytes]:
         """The latest outcome revision of every conversation, serialised.
@@ -111,10 +112,13 @@ class ReplayResult:
         After :meth:`ReplayEngine.finish` every live conversation has ended,
         so its state is exactly its latest revision.
         """
-        for conversation_id, state in self.store.states():
-            if conversation_id not in self.store.dropped:
-                yield orjson.dumps(state.outcome_record(conversation_id, state.final_end_reason))
-        yield from self.store.dropped.values()
+        store = self.store
+        # A live state is newer than a dropped record of the same id (it started afresh).
+        for conversation_id, state in store.states():
+            yield orjson.dumps(state.outcome_record(conversation_id, state.final_end_reason))
+        for conversation_id, record in store.dropped.items():
+            if conversation_id not in store:
+                yield record
 
     def stats_records(self) -> list[dict]:
         """Statistics per account and month of ``started_at``, skipping empty months."""
