@@ -1,0 +1,861 @@
+"""A real single-node Apache Kafka broker, started by botstream itself.
+
+Used by ``botstream kafka start``, ``botstream demo`` and the integration
+tests, on machines without Docker. It needs Java 17+ and, on the first run
+only, Maven:
+
+1. :func:`resolve_jars` copies the jars listed in the packaged ``pom.xml``
+   (Kafka and a logging backend) into ``<cache>/kafka-<version>/libs`` with
+   ``mvn dependency:copy-dependencies``; a marker file makes later runs skip
+   Maven entirely.
+2. :class:`LocalKafka` formats a KRaft storage directory with a random cluster
+   id and starts ``kafka.Kafka`` as combined broker and controller on
+   127.0.0.1, waits until it answers metadata requests and hands out the
+   bootstrap address.
+
+The JVM must never outlive whoever started it (unless asked to, see
+:func:`start_detached`). It runs under a tiny watchdog process (this module
+run with ``python -m``) in its own process group: the watchdog stops the JVM
+cleanly when the parent process disappears, even after SIGKILL, and the JVM
+itself gets SIGKILL from the kernel if the watchdog dies
+(``PR_SET_PDEATHSIG``). The parent also stops its brokers at exit and on
+SIGTERM/SIGHUP.
+
+The cache directory is ``$BOTSTREAM_CACHE_DIR``, else
+``$XDG_CACHE_HOME/botstream``, else ``~/.cache/botstream``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import base64
+import contextlib
+import ctypes
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from botstream.errors import BrokerSetupError
+
+HERE = Path(__file__).resolve().parent
+POM = HERE / "pom.xml"
+SERVER_PROPERTIES = HERE / "server.properties"
+LOG4J2_PROPERTIES = HERE / "log4j2.properties"
+
+DEFAULT_PORT = 9092
+STARTUP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+MAVEN_TIMEOUT_S = 900.0
+#: Kafka 4.x brokers are built for Java 17.
+MIN_JAVA = 17
+
+_WATCHDOG_POLL_S = 0.5
+_MARKER = ".complete"
+_STATE_FILE = "broker.json"
+
+
+# --------------------------------------------------------------------------- jars
+
+
+def kafka_version(pom: Path = POM) -> str:
+    """The Kafka version pinned in the packaged ``pom.xml`` (its ``kafka.version``)."""
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    node = ElementTree.parse(pom).getroot().find("m:properties/m:kafka.version", ns)
+    if node is None or not (node.text or "").strip():
+        raise BrokerSetupError(f"{pom} has no kafka.version property")
+    return node.text.strip()
+
+
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """botstream's cache directory (jars, detached broker state), not created here."""
+    env = os.environ if env is None else env
+    if env.get("BOTSTREAM_CACHE_DIR"):
+        return Path(env["BOTSTREAM_CACHE_DIR"]).expanduser()
+    xdg = env.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "botstream"
+
+
+def _pom_digest(pom: Path) -> str:
+    return hashlib.sha256(pom.read_bytes()).hexdigest()
+
+
+def jars_dir(cache: Path | None = None) -> Path:
+    """Where :func:`resolve_jars` puts the jars of the pinned Kafka version."""
+    return (cache or cache_dir()) / f"kafka-{kafka_version()}" / "libs"
+
+
+def jars_ready(cache: Path | None = None) -> bool:
+    """Whether the jars are cached already (a run would not call Maven)."""
+    marker = jars_dir(cache) / _MARKER
+    try:
+        return marker.read_text().strip() == _pom_digest(POM)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock, so that two processes never fetch the jars at once."""
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def resolve_jars(cache: Path | None = None) -> Path:
+    """Return the directory of Kafka's jars, fetching them with Maven on the first run.
+
+    The jars are copied to a fresh directory that is renamed into place only
+    after Maven succeeded and the marker was written, so an interrupted fetch
+    never leaves a half-filled ``libs`` that looks complete.
+    """
+    libs = jars_dir(cache)
+    digest = _pom_digest(POM)
+    if jars_ready(cache):
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerSetupError(
+            "mvn not found: Maven is needed once to fetch the Kafka jars "
+            "(install it, e.g. apt-get install maven)"
+        )
+    base = libs.parent
+    base.mkdir(parents=True, exist_ok=True)
+    with _file_lock(base / ".lock"):
+        if jars_ready(cache):  # another process fetched them while we waited
+            return libs
+        version = kafka_version()
+        print(f"fetching Kafka {version} jars (first run only)...", file=sys.stderr, flush=True)
+        # Maven runs on a copy: the packaged pom may sit in a read-only site-packages.
+        shutil.copyfile(POM, base / "pom.xml")
+        staging = Path(tempfile.mkdtemp(prefix="libs.", dir=base))
+        staging.chmod(0o755)  # mkdtemp makes it private; the jars are not secret
+        log = base / "maven.log"
+        command = [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(base / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+            "-DincludeScope=runtime",
+        ]
+        try:
+            with open(log, "wb") as out:
+                result = subprocess.run(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=MAVEN_TIMEOUT_S,
+                    check=False,
+                )
+        except subprocess.TimeoutExpired:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise BrokerSetupError(
+                f"fetching the Kafka jars took over {MAVEN_TIMEOUT_S:g} s; see {log}"
+            ) from None
+        if result.returncode != 0 or not (staging / f"kafka_2.13-{version}.jar").exists():
+            shutil.rmtree(staging, ignore_errors=True)
+            raise BrokerSetupError(
+                f"fetching the Kafka jars with Maven failed (exit {result.returncode}); see {log}"
+            )
+        (staging / _MARKER).write_text(digest + "\n")
+        shutil.rmtree(libs, ignore_errors=True)
+        staging.rename(libs)
+    return libs
+
+
+# --------------------------------------------------------------------------- java
+
+
+def find_java() -> str:
+    """The ``java`` to run: ``$JAVA_HOME/bin/java``, else the one on ``PATH``."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and os.access(Path(java_home, "bin", "java"), os.X_OK):
+        return str(Path(java_home, "bin", "java"))
+    java = shutil.which("java")
+    if java is None:
+        raise BrokerSetupError(
+            f"java not found: the local Kafka broker needs Java {MIN_JAVA} or newer "
+            "(install it, e.g. apt-get install openjdk-17-jre-headless, or set JAVA_HOME)"
+        )
+    return java
+
+
+def _check_java(java: str) -> None:
+    try:
+        result = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BrokerSetupError(f"{java} -version failed: {exc}") from None
+    # 'openjdk version "17.0.15" 2025-04-15' or, for Java 8, '"1.8.0_392"'.
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr)
+    if not match:
+        return  # an unusual build: let the broker itself complain if it must
+    major = int(match.group(2) if match.group(1) == "1" else match.group(1))
+    if major < MIN_JAVA:
+        raise BrokerSetupError(
+            f"Kafka {kafka_version()} needs Java {MIN_JAVA} or newer, {java} is Java {major}"
+        )
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a TCP listener could bind ``host:port`` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- readiness
+
+
+def _run_blocking(factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Run a coroutine to completion from synchronous code, inside a running loop or not."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    # Called from a coroutine (an async fixture, say): its loop is busy running
+    # us, so the probe gets a loop of its own in a helper thread.
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(factory())
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="botstream-kafka-probe")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+async def _answers_metadata(bootstrap: str, timeout_s: float) -> bool:
+    """Whether the broker at ``bootstrap`` answers a cluster metadata request."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        cluster = await asyncio.wait_for(admin.describe_cluster(), timeout_s)
+        return bool(cluster.get("brokers")) and cluster.get("controller_id", -1) >= 0
+    except Exception:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) is not running any more.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _wait_gone(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """``preexec_fn``: the kernel sends SIGKILL to this child when its parent dies.
+
+    Only used in the single-threaded watchdog: PR_SET_PDEATHSIG fires when the
+    *thread* that forked exits, which in a threaded parent could be any time.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+# Brokers of this process that are running, stopped at exit and on SIGTERM/SIGHUP.
+_LIVE: weakref.WeakSet[LocalKafka] = weakref.WeakSet()
+_HANDLERS_INSTALLED = False
+
+
+def _stop_all() -> None:
+    for broker in list(_LIVE):
+        with contextlib.suppress(Exception):
+            broker.stop()
+
+
+def _install_cleanup() -> None:
+    """Stop this process's brokers at exit and on SIGTERM/SIGHUP (chaining prior handlers)."""
+    global _HANDLERS_INSTALLED
+    if _HANDLERS_INSTALLED:
+        return
+    _HANDLERS_INSTALLED = True
+    atexit.register(_stop_all)
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread; the watchdog remains
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        previous = signal.getsignal(signum)
+        if previous is signal.SIG_IGN:
+            continue
+
+        def handler(num: int, frame: Any, previous: Any = previous) -> None:
+            _stop_all()
+            if callable(previous):
+                previous(num, frame)
+            else:  # SIG_DFL: die of the same signal, as without us
+                signal.signal(num, signal.SIG_DFL)
+                os.kill(os.getpid(), num)
+
+        signal.signal(signum, handler)
+
+
+# --------------------------------------------------------------------------- broker
+
+
+def _cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+class LocalKafka:
+    """A single-node KRaft Kafka broker on 127.0.0.1, data in a temporary directory.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`::
+
+        with LocalKafka() as kafka:
+            produce_to(kafka.bootstrap)
+
+    ``port=0`` (the default) picks a free port; so does ``controller_port=0``.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        controller_port: int = 0,
+        *,
+        work_dir: Path | str | None = None,
+        startup_timeout_s: float = STARTUP_TIMEOUT_S,
+        heap: str | None = None,
+        detached: bool = False,
+        cache: Path | None = None,
+    ) -> None:
+        self.host = "127.0.0.1"
+        self._requested_port = port
+        self._requested_controller_port = controller_port
+        self.port = port
+        self.controller_port = controller_port
+        self.startup_timeout_s = startup_timeout_s
+        self.heap = heap or os.environ.get("BOTSTREAM_KAFKA_HEAP") or "512m"
+        self.detached = detached
+        self.cache = cache
+        self.work_dir: Path | None = Path(work_dir) if work_dir else None
+        self._own_work_dir = work_dir is None
+        self._process: subprocess.Popen[bytes] | None = None
+        self.version = kafka_version()
+        #: Seconds spent fetching/checking the jars and starting the broker, by the last start().
+        self.timings: dict[str, float] = {}
+
+    # -- public ------------------------------------------------------------------------
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` of the running broker, for ``bootstrap_servers``."""
+        if not self.running:
+            raise BrokerSetupError("the local Kafka broker is not running")
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the watchdog (the JVM's parent); its process group is the broker's."""
+        return self._process.pid if self._process else None
+
+    @property
+    def java_pid(self) -> int | None:
+        """Process id of the JVM, once started."""
+        if self.work_dir is None:
+            return None
+        try:
+            return int((self.work_dir / "java.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def log_path(self) -> Path | None:
+        """The broker's log file (warnings and errors)."""
+        return self.work_dir / "logs" / "server.log" if self.work_dir else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the broker process is up (not necessarily ready yet)."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> str:
+        """Fetch the jars if needed, start the broker, wait until it answers; return bootstrap."""
+        if self.running:
+            return self.bootstrap
+        began = time.monotonic()
+        java = find_java()
+        _check_java(java)
+        libs = resolve_jars(self.cache)
+        resolved = time.monotonic()
+        auto_ports = not self._requested_port or not self._requested_controller_port
+        # Free ports we pick can be taken by someone else before the JVM binds
+        # them; that shows as a bind error, and we try once more with new ones.
+        for attempt in (1, 2):
+            try:
+                self._start_once(java, libs)
+                break
+            except BrokerSetupError:
+                retry = attempt == 1 and auto_ports and self._bind_failed()
+                self._abandon(keep_logs=not retry)
+                if not retry:
+                    raise
+            except BaseException:  # Ctrl-C while waiting, say: no broker is left behind
+                self.stop()
+                raise
+        self.timings = {
+            "resolve_s": resolved - began,
+            "start_s": time.monotonic() - resolved,
+            "total_s": time.monotonic() - began,
+        }
+        return self.bootstrap
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL after ``timeout_s``) and delete its data."""
+        process = self._process
+        _LIVE.discard(self)
+        if process is not None:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout_s)
+            # The whole group: the watchdog and the JVM, whatever is still there.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)
+            self._process = None
+        if self._own_work_dir and self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self.work_dir = None
+
+    def __enter__(self) -> LocalKafka:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"running at {self.host}:{self.port}" if self.running else "stopped"
+        return f"<LocalKafka {self.version} {state}>"
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _start_once(self, java: str, libs: Path) -> None:
+        if self._own_work_dir:
+            self.work_dir = Path(tempfile.mkdtemp(prefix="botstream-kafka-"))
+        assert self.work_dir is not None
+        data, logs = self.work_dir / "data", self.work_dir / "logs"
+        shutil.rmtree(data, ignore_errors=True)  # a retry in a given work_dir starts afresh
+        data.mkdir(parents=True, exist_ok=True)
+        logs.mkdir(parents=True, exist_ok=True)
+        self.port = self._requested_port or free_port(self.host)
+        self.controller_port = self._requested_controller_port or free_port(self.host)
+        while self.controller_port == self.port:
+            self.controller_port = free_port(self.host)
+        properties = self.work_dir / "server.properties"
+        properties.write_text(self._server_properties(data))
+        jvm = [
+            java,
+            f"-Xmx{self.heap}",
+            "-Xms64m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={logs}",
+            f"-Dlog4j2.configurationFile={LOG4J2_PROPERTIES}",
+            *shlex.split(os.environ.get("BOTSTREAM_KAFKA_OPTS", "")),
+            "-cp",
+            f"{libs}/*",
+        ]
+        self._format(jvm, properties, logs)
+        stdout = open(logs / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            self._process = subprocess.Popen(
+                self._watchdog_command([*jvm, "kafka.Kafka", str(properties)]),
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: no terminal signals, killpg
+                env=self._watchdog_env(),
+                close_fds=True,
+            )
+        finally:
+            stdout.close()
+        if not self.detached:
+            _LIVE.add(self)
+            _install_cleanup()
+        self._wait_ready()
+
+    def _server_properties(self, data: Path) -> str:
+        base = SERVER_PROPERTIES.read_text()
+        host, port, cport = self.host, self.port, self.controller_port
+        return (
+            f"{base}\n# Added for this run by botstream.kafka.local_broker.\n"
+            "node.id=1\n"
+            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}\n"
+            f"advertised.listeners=PLAINTEXT://{host}:{port}\n"
+            f"controller.quorum.voters=1@{host}:{cport}\n"
+            f"log.dirs={data}\n"
+        )
+
+    def _format(self, jvm: list[str], properties: Path, logs: Path) -> None:
+        command = [
+            jvm[0],
+            # A short-lived tool: the quick JIT tier and the serial collector
+            # start it in about half the time.
+            "-XX:TieredStopAtLevel=1",
+            "-XX:+UseSerialGC",
+            "-XX:-UsePerfData",
+            *(arg for arg in jvm[1:] if arg.startswith(("-D", "-cp")) or arg.endswith("/*")),
+            "kafka.tools.StorageTool",
+            "format",
+            "--cluster-id",
+            _cluster_id(),
+            "--config",
+            str(properties),
+            "--ignore-formatted",
+        ]
+        try:
+            result = subprocess.run(
+                command, capture_output=True, timeout=120, check=False, stdin=subprocess.DEVNULL
+            )
+        except subprocess.TimeoutExpired:
+            raise BrokerSetupError("formatting the Kafka storage took over 120 s") from None
+        (logs / "format.log").write_bytes(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise BrokerSetupError(
+                f"formatting the Kafka storage failed (exit {result.returncode}); "
+                f"see {logs / 'format.log'}"
+            )
+
+    def _watchdog_command(self, java_command: list[str]) -> list[str]:
+        assert self.work_dir is not None
+        parent = 0 if self.detached else os.getpid()
+        return [
+            sys.executable,
+            "-m",
+            "botstream.kafka.local_broker",
+            "--parent",
+            str(parent),
+            "--work-dir",
+            str(self.work_dir),
+            *([] if self._own_work_dir or self.detached else ["--keep-work-dir"]),
+            "--",
+            *java_command,
+        ]
+
+    @staticmethod
+    def _watchdog_env() -> dict[str, str]:
+        env = dict(os.environ)
+        # The watchdog imports this module; make sure it finds this very copy.
+        package_root = str(HERE.parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        return env
+
+    def _wait_ready(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        bootstrap = f"{self.host}:{self.port}"
+        while True:
+            code = self._process.poll()
+            if code is not None:
+                raise BrokerSetupError(
+                    f"the Kafka broker exited with code {code} while starting{self._last_error()}"
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BrokerSetupError(
+                    f"broker did not start within {self.startup_timeout_s:g} s{self._last_error()}"
+                )
+            probe_s = min(5.0, max(remaining, 0.5))
+            if _accepts(self.host, self.port) and _run_blocking(
+                lambda probe_s=probe_s: _answers_metadata(bootstrap, probe_s)
+            ):
+                return
+            time.sleep(0.1)
+
+    def _last_error(self) -> str:
+        """``" (<last error line>); see <log>"``: the log that says what went wrong."""
+        if self.work_dir is None:
+            return ""
+        logs = self.work_dir / "logs"
+
+        def lines(name: str) -> list[str]:
+            try:
+                text = (logs / name).read_text(errors="replace")
+            except OSError:
+                return []
+            return [line.strip() for line in text.splitlines() if line.strip()]
+
+        # Kafka's errors are in server.log; the JVM's own (a bad option, no
+        # memory) in stdout.log, where normally nothing is written.
+        candidates = [
+            ("server.log", [ln for ln in lines("server.log") if "] ERROR " in ln]),
+            ("stdout.log", lines("stdout.log")),
+        ]
+        for name, found in candidates:
+            if found:
+                return f" ({found[-1][:200]}); see {logs / name}"
+        return f"; see {logs / 'server.log'}"
+
+    def _bind_failed(self) -> bool:
+        try:
+            text = self.log_path.read_text(errors="replace") if self.log_path else ""
+        except OSError:
+            return False
+        return "Address already in use" in text
+
+    def _abandon(self, *, keep_logs: bool) -> None:
+        """Stop a broker that failed to start, keeping its logs for the error message."""
+        if keep_logs and self.work_dir is not None:
+            (self.work_dir / "keep-logs").touch()
+            own, self._own_work_dir = self._own_work_dir, False
+            self.stop()
+            self._own_work_dir = own
+            if own and self.work_dir is not None:
+                shutil.rmtree(self.work_dir / "data", ignore_errors=True)
+        else:
+            self.stop()
+
+
+# --------------------------------------------------------------------------- detached
+
+
+@dataclass(frozen=True)
+class BrokerState:
+    """What ``botstream kafka start`` remembers of the broker it left running."""
+
+    pid: int
+    java_pid: int | None
+    bootstrap: str
+    work_dir: str
+    log: str
+    version: str
+    started_at: float
+
+
+def state_path(cache: Path | None = None) -> Path:
+    """The state file of the detached broker."""
+    return (cache or cache_dir()) / _STATE_FILE
+
+
+def read_state(cache: Path | None = None) -> BrokerState | None:
+    """The detached broker, if one is running; a stale state file is removed."""
+    path = state_path(cache)
+    try:
+        state = BrokerState(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError):
+        path.unlink(missing_ok=True)
+        return None
+    # The pid may have been reused since: it must still be our watchdog.
+    if _pid_alive(state.pid) and "botstream.kafka.local_broker" in _cmdline(state.pid):
+        return state
+    path.unlink(missing_ok=True)
+    shutil.rmtree(state.work_dir, ignore_errors=True)
+    return None
+
+
+def start_detached(port: int | None = None, cache: Path | None = None) -> tuple[BrokerState, bool]:
+    """Start a broker that outlives this process, or find the one running.
+
+    Returns the state and whether it was started now. ``port=None`` means
+    9092 when free, else any free port.
+    """
+    cache = cache or cache_dir()
+    existing = read_state(cache)
+    if existing is not None:
+        return existing, False
+    if port is None:
+        port = DEFAULT_PORT if port_is_free(DEFAULT_PORT) else 0
+    elif port and not port_is_free(port):
+        raise BrokerSetupError(f"port {port} is in use; choose another with --port")
+    work_dir = cache / "broker"
+    shutil.rmtree(work_dir, ignore_errors=True)
+    broker = LocalKafka(port=port, work_dir=work_dir, detached=True, cache=cache)
+    try:
+        broker.start()
+    except BaseException:
+        broker.stop()
+        raise
+    assert broker.pid is not None and broker.log_path is not None
+    state = BrokerState(
+        pid=broker.pid,
+        java_pid=broker.java_pid,
+        bootstrap=broker.bootstrap,
+        work_dir=str(work_dir),
+        log=str(broker.log_path),
+        version=broker.version,
+        started_at=time.time(),
+    )
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = state_path(cache).with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(state), indent=2) + "\n")
+    tmp.replace(state_path(cache))
+    return state, True
+
+
+def stop_detached(
+    cache: Path | None = None, timeout_s: float = STOP_TIMEOUT_S
+) -> BrokerState | None:
+    """Stop the detached broker; return what was stopped, or None if none ran."""
+    state = read_state(cache)
+    if state is None:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(state.pid, signal.SIGTERM)
+    if not _wait_gone(state.pid, timeout_s):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(state.pid, signal.SIGKILL)
+        _wait_gone(state.pid, 5)
+    if state.java_pid and _pid_alive(state.java_pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state.java_pid, signal.SIGKILL)
+    shutil.rmtree(state.work_dir, ignore_errors=True)
+    state_path(cache).unlink(missing_ok=True)
+    return state
+
+
+# --------------------------------------------------------------------------- watchdog
+
+
+def _watchdog(parent: int, work_dir: Path, keep_work_dir: bool, command: Sequence[str]) -> int:
+    """Run the JVM; stop it when ``parent`` is gone or we get SIGTERM; then clean up.
+
+    The JVM gets SIGTERM first (a clean Kafka shutdown), SIGKILL after
+    STOP_TIMEOUT_S. Afterwards the work directory is removed, except its logs
+    when the broker failed (it exited on its own, or the starter asked to keep them).
+    """
+    java = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    (work_dir / "java.pid").write_text(f"{java.pid}\n")
+    asked_to_stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        asked_to_stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+
+    stopping_since: float | None = None
+    while True:
+        try:
+            code = java.wait(_WATCHDOG_POLL_S)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        parent_gone = parent and os.getppid() != parent
+        if (asked_to_stop.is_set() or parent_gone) and stopping_since is None:
+            asked_to_stop.set()
+            stopping_since = time.monotonic()
+            java.send_signal(signal.SIGTERM)
+        elif stopping_since is not None and time.monotonic() - stopping_since > STOP_TIMEOUT_S:
+            java.kill()
+    keep_logs = (work_dir / "keep-logs").exists() or not asked_to_stop.is_set()
+    if keep_logs:
+        shutil.rmtree(work_dir / "data", ignore_errors=True)
+    elif not keep_work_dir:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return code
+
+
+def _watchdog_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="botstream.kafka.local_broker")
+    parser.add_argument("--parent", type=int, required=True, help="pid to watch; 0: none")
+    parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument("--keep-work-dir", action="store_true")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    return _watchdog(args.parent, args.work_dir, args.keep_work_dir, command)
+
+
+if __name__ == "__main__":
+    sys.exit(_watchdog_main())
