@@ -78,7 +78,19 @@ class Revision:
         return self.state.outcome_record(self.conversation_id, self.end_reason)
 
 
-Output = Revision | Charge
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """A conversation's state was dropped, ``retention`` after it ended.
+
+    Nothing is published for it: its last revision stays the latest. The live
+    stream deletes it from its table; the offline replay keeps its last record.
+    """
+
+    conversation_id: str
+    state: Conversation
+
+
+Output = Revision | Charge | Expired
 
 
 class PartitionProcessor:
@@ -242,6 +254,7 @@ class PartitionProcessor:
             elif state.ended:
                 del scheduled[conversation_id]
                 self.store.delete(conversation_id)
+                outputs.append(Expired(conversation_id, state))
             else:
                 outputs.append(self._end_by_inactivity(conversation_id, state))
 

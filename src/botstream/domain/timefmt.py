@@ -42,15 +42,11 @@ def parse_timestamp_ms(text: object) -> int | None:
     if len(text) == 24 and text[23] == "Z" and text[19] == "." and text[16] == ":":
         minute_start = _MINUTE_STARTS.get(text[:16])
         if minute_start is not None:
-            seconds, millis = text[17:19], text[20:23]
-            if (
-                seconds.isdigit()
-                and millis.isdigit()
-                and seconds < "60"
-                and seconds.isascii()
-                and millis.isascii()
-            ):
-                return minute_start + int(seconds + millis)
+            # Table lookups both check and convert the seconds and milliseconds.
+            seconds = _SECONDS_MS.get(text[17:19])
+            millis = _MILLIS.get(text[20:23])
+            if seconds is not None and millis is not None:
+                return minute_start + seconds + millis
     if _RFC3339.fullmatch(text) is None:
         return None
     minute_start = _MINUTE_STARTS.get(text[:16])
@@ -79,6 +75,8 @@ def parse_timestamp_ms(text: object) -> int | None:
 #: Calendar arithmetic and the day-of-month check then run once per minute seen.
 _MINUTE_STARTS: dict[str, int] = {}
 _MINUTE_CACHE_SIZE = 100_000
+_SECONDS_MS = {f"{n:02d}": n * 1000 for n in range(60)}
+_MILLIS = {f"{n:03d}": n for n in range(1000)}
 
 
 def _minute_start(text: str) -> int | None:

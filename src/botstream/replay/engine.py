@@ -69,13 +69,8 @@ class CompactingStore(dict):
         return decode_conversation(state) if type(state) is bytes else state
 
     def delete(self, conversation_id: str) -> None:
-        """Drop a conversation, keeping its last outcome record."""
-        state = self.load(conversation_id)
-        if state is not None:
-            del self[conversation_id]
-            record = state.outcome_record(conversation_id, state.final_end_reason)
-            # A copy, so the kept record does not pin orjson's 4 KiB buffer.
-            self.dropped[conversation_id] = memoryview(orjson.dumps(record)).tobytes()
+        """Forget a conversation (its last record is kept by the engine)."""
+        self.pop(conversation_id, None)
 
     def states(self) -> Iterator[tuple[str, Conversation]]:
         """Every stored conversation, decoded."""
@@ -190,12 +185,20 @@ class ReplayEngine:
     def _publish(self, outputs: list) -> None:
         result = self.result
         for output in outputs:
-            if type(output) is Revision:
+            kind = type(output)
+            if kind is Revision:
                 result.revisions += 1
                 change = output.stats
                 apply_stats_change(result.stats.setdefault(change.account_id, {}), change)
-            else:
+            elif kind is Charge:
                 self._charge(output)
+            else:
+                state = output.state
+                record = state.outcome_record(output.conversation_id, state.final_end_reason)
+                # A copy, so the kept record does not pin orjson's 4 KiB buffer.
+                result.store.dropped[output.conversation_id] = memoryview(
+                    orjson.dumps(record)
+                ).tobytes()
 
     def _charge(self, charge: Charge) -> None:
         key = (charge.account_id, charge.month)

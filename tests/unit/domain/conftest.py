@@ -18,7 +18,7 @@ import orjson
 from botstream.domain.config import DomainConfig
 from botstream.domain.events import WidgetEvent, event_from_object
 from botstream.domain.metering import Charge
-from botstream.domain.partition import DictStore, PartitionProcessor, Revision
+from botstream.domain.partition import DictStore, Expired, PartitionProcessor, Revision
 from botstream.domain.plans import PlanHistory, PlanRecord, add_plan
 from botstream.domain.stats import apply_stats_change
 
@@ -204,6 +204,7 @@ class Harness:
         self.proc = PartitionProcessor(self.config, self.store)
         self.revisions: list[dict] = []
         self.charges: list[Charge] = []
+        self.expired: list[str] = []
         self.stats: dict[str, dict[str, dict[str, int]]] = {}
 
     def _collect(self, outputs: list) -> list:
@@ -215,6 +216,8 @@ class Harness:
                 collected.append(record)
                 change = output.stats
                 apply_stats_change(self.stats.setdefault(change.account_id, {}), change)
+            elif isinstance(output, Expired):
+                self.expired.append(output.conversation_id)
             else:
                 assert isinstance(output, Charge), output
                 self.charges.append(output)

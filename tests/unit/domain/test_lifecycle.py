@@ -389,6 +389,7 @@ def test_ended_state_dropped_after_retention(advance_to, dropped):
     _charged_and_closed(harness)
     assert len(harness.charges) == 1
     harness.advance(at_ms(0) + advance_to, raw_ms=True)
+    assert harness.expired == (["c-1"] if dropped else [])
     [record] = revisions(harness.feed(ev(LEFT, iso(at_ms(0) + advance_to))))
     if dropped:
         # Starts afresh: revision 1, one event, not billable (no chatbot in the new state).
