@@ -48,9 +48,15 @@ INACTIVITY = "inactivity"
 
 _BOT_KINDS = (EventKind.CHATBOT_TRIGGERED, EventKind.CHATBOT_MESSAGE)
 _HUMAN_KINDS = (EventKind.VISITOR_MESSAGE, EventKind.AGENT_JOINED, EventKind.AGENT_MESSAGE)
+# Module-level aliases: reading an enum member as a class attribute costs ~90 ns,
+# a global ~10 ns, and apply() runs once per event.
+_CLICK = EventKind.CHATBOT_BUTTON_CLICKED
+_VISITOR_MESSAGE = EventKind.VISITOR_MESSAGE
+_AGENT_MESSAGE = EventKind.AGENT_MESSAGE
+_TRANSFERRED = EventKind.CONVERSATION_TRANSFERRED
 _END_RANK = {
-    EventKind.VISITOR_LEFT: EndRank.VISITOR_LEFT,
-    EventKind.CONVERSATION_CLOSED: EndRank.CLOSED,
+    EventKind.VISITOR_LEFT: int(EndRank.VISITOR_LEFT),
+    EventKind.CONVERSATION_CLOSED: int(EndRank.CLOSED),
 }
 
 
@@ -104,27 +110,27 @@ class Conversation:
             del recent[0]
         if at < self.started_at:
             self.started_at = at
-        rank = _END_RANK.get(kind, EndRank.NONE)
+        rank = _END_RANK.get(kind, 0)
         if at > self.last_at or (at == self.last_at and rank > self.last_rank):
             self.last_at = at
             self.last_rank = rank
         if kind in _BOT_KINDS:
             if self.bot_at is None or at < self.bot_at:
                 self.bot_at = at
-        elif kind is EventKind.CHATBOT_BUTTON_CLICKED:
+        elif kind is _CLICK:
             self.clicks += 1
             if self.click_at is None or at < self.click_at:
                 self.click_at = at
         elif kind in _HUMAN_KINDS:
-            if kind is EventKind.VISITOR_MESSAGE:
+            if kind is _VISITOR_MESSAGE:
                 self.visitor_messages += 1
-            elif kind is EventKind.AGENT_MESSAGE:
+            elif kind is _AGENT_MESSAGE:
                 self.agent_messages += 1
             if self.human_first is None or at < self.human_first:
                 self.human_first = at
             if self.contact_last is None or at > self.contact_last:
                 self.contact_last = at
-        elif kind is EventKind.CONVERSATION_TRANSFERRED:
+        elif kind is _TRANSFERRED:
             if self.contact_last is None or at > self.contact_last:
                 self.contact_last = at
         elif event.closed_by_chatbot and (self.bot_closed_at is None or at < self.bot_closed_at):

@@ -49,6 +49,8 @@ EVENT_TYPES: dict[str, EventKind] = {
     "conversation.closed": EventKind.CONVERSATION_CLOSED,
 }
 
+_CLOSED = EventKind.CONVERSATION_CLOSED
+
 INITIATORS = frozenset({"visitor", "chatbot", "agent"})
 CLOSED_BY = frozenset({"visitor", "agent", "chatbot", "system"})
 
@@ -138,7 +140,7 @@ def event_from_object(obj: dict) -> WidgetEvent:
             raise InvalidRecord(
                 "invalid_field", "data.closed_by must be one of agent, chatbot, system, visitor"
             )
-        closed_by_chatbot = kind is EventKind.CONVERSATION_CLOSED and closed_by == "chatbot"
+        closed_by_chatbot = kind is _CLOSED and closed_by == "chatbot"
     elif data is not None and type(data) is not dict:
         _reject_data(data)
     return WidgetEvent(event_id, kind, at, account_id, conversation_id, closed_by_chatbot)

@@ -30,16 +30,20 @@ class StatsChange:
     new: tuple[str, int]
 
 
+#: Outcome names by their number (a tuple index is cheaper than building the enum).
+_NAME_BY_CODE = tuple(OUTCOME_NAMES[Outcome(code)] for code in range(len(Outcome)))
+
+
 def apply_stats_change(counts: dict[str, dict[str, int]], change: StatsChange) -> None:
     """Apply a change to one account's ``{month: {outcome: count}}``, in place."""
     if change.old is not None:
         month, outcome = change.old
-        counts[month][OUTCOME_NAMES[Outcome(outcome)]] -= 1
+        counts[month][_NAME_BY_CODE[outcome]] -= 1
     month, outcome = change.new
     per_month = counts.get(month)
     if per_month is None:
         per_month = counts[month] = dict.fromkeys(STAT_FIELDS, 0)
-    per_month[OUTCOME_NAMES[Outcome(outcome)]] += 1
+    per_month[_NAME_BY_CODE[outcome]] += 1
 
 
 def stats_record(account_id: str, month: str, counts: dict[str, int] | None) -> dict:

@@ -101,20 +101,34 @@ def _civil_from_days(days: int) -> tuple[int, int, int]:
     return yoe + era * 400 + (month <= 2), month, day
 
 
+def _day_strings(days: int) -> tuple[str, str]:
+    """``("YYYY-MM-DDT", "YYYY-MM")`` of a day number, computed once per day seen."""
+    strings = _DAY_STRINGS.get(days)
+    if strings is None:
+        year, month, day = _civil_from_days(days)
+        strings = (f"{year:04d}-{month:02d}-{day:02d}T", f"{year:04d}-{month:02d}")
+        if len(_DAY_STRINGS) >= _DAY_CACHE_SIZE:
+            _DAY_STRINGS.clear()
+        _DAY_STRINGS[days] = strings
+    return strings
+
+
+_DAY_STRINGS: dict[int, tuple[str, str]] = {}
+_DAY_CACHE_SIZE = 10_000
+
+
 def format_timestamp(ms: int) -> str:
     """``YYYY-MM-DDThh:mm:ss.mmmZ`` in UTC for epoch milliseconds."""
     days, rest = divmod(ms, _MS_PER_DAY)
-    year, month, day = _civil_from_days(days)
     seconds, millis = divmod(rest, 1000)
     hours, seconds = divmod(seconds, 3600)
     minutes, seconds = divmod(seconds, 60)
-    return f"{year:04d}-{month:02d}-{day:02d}T{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
+    return f"{_day_strings(days)[0]}{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
 
 
 def month_of(ms: int) -> str:
     """The UTC calendar month ``YYYY-MM`` that contains epoch milliseconds ``ms``."""
-    year, month, _ = _civil_from_days(ms // _MS_PER_DAY)
-    return f"{year:04d}-{month:02d}"
+    return _day_strings(ms // _MS_PER_DAY)[1]
 
 
 def parse_month(text: str) -> tuple[int, int] | None:
