@@ -54,6 +54,11 @@ _CLICK = EventKind.CHATBOT_BUTTON_CLICKED
 _VISITOR_MESSAGE = EventKind.VISITOR_MESSAGE
 _AGENT_MESSAGE = EventKind.AGENT_MESSAGE
 _TRANSFERRED = EventKind.CONVERSATION_TRANSFERRED
+_NO_CHATBOT = Outcome.NO_CHATBOT
+_TRANSFERRED_TO_AGENT = Outcome.TRANSFERRED_TO_AGENT
+_RESOLVED_BY_CHATBOT = Outcome.RESOLVED_BY_CHATBOT
+_UNENGAGED = Outcome.UNENGAGED
+_END_REASON_BY_RANK = (INACTIVITY, END_REASONS[EndRank.VISITOR_LEFT], END_REASONS[EndRank.CLOSED])
 _END_RANK = {
     EventKind.VISITOR_LEFT: int(EndRank.VISITOR_LEFT),
     EventKind.CONVERSATION_CLOSED: int(EndRank.CLOSED),
@@ -162,12 +167,12 @@ class Conversation:
     def outcome(self) -> Outcome:
         """The classification of the conversation."""
         if self.effective_bot_at is None:
-            return Outcome.NO_CHATBOT
+            return _NO_CHATBOT
         if self.contacted_agent:
-            return Outcome.TRANSFERRED_TO_AGENT
+            return _TRANSFERRED_TO_AGENT
         if self.click_at is not None:
-            return Outcome.RESOLVED_BY_CHATBOT
-        return Outcome.UNENGAGED
+            return _RESOLVED_BY_CHATBOT
+        return _UNENGAGED
 
     @property
     def billable_at(self) -> int | None:
@@ -180,12 +185,12 @@ class Conversation:
     @property
     def final_end_reason(self) -> str:
         """The end reason once no more events come (an open conversation ends by inactivity)."""
-        return END_REASONS[EndRank(self.last_rank)] if self.last_rank else INACTIVITY
+        return _END_REASON_BY_RANK[self.last_rank]
 
     def end_reason(self, watermark: int | None, idle_timeout_ms: int) -> str | None:
         """Why the conversation is ended at ``watermark``, or None while it is open."""
         if self.last_rank:
-            return END_REASONS[EndRank(self.last_rank)]
+            return _END_REASON_BY_RANK[self.last_rank]
         if watermark is not None and watermark - self.last_at >= idle_timeout_ms:
             return INACTIVITY
         return None
