@@ -130,17 +130,21 @@ def event_from_object(obj: dict) -> WidgetEvent:
     if data:
         if type(data) is not dict:
             _reject_data(data)
-        initiator = data.get("initiator", "visitor")
-        if type(initiator) is not str or initiator not in INITIATORS:
-            raise InvalidRecord(
-                "invalid_field", "data.initiator must be one of agent, chatbot, visitor"
-            )
-        closed_by = data.get("closed_by", "system")
-        if type(closed_by) is not str or closed_by not in CLOSED_BY:
-            raise InvalidRecord(
-                "invalid_field", "data.closed_by must be one of agent, chatbot, system, visitor"
-            )
-        closed_by_chatbot = kind is _CLOSED and closed_by == "chatbot"
+        # Most events carry neither field: test presence before fetching.
+        if "initiator" in data:
+            initiator = data["initiator"]
+            if type(initiator) is not str or initiator not in INITIATORS:
+                raise InvalidRecord(
+                    "invalid_field", "data.initiator must be one of agent, chatbot, visitor"
+                )
+        if "closed_by" in data:
+            closed_by = data["closed_by"]
+            if type(closed_by) is not str or closed_by not in CLOSED_BY:
+                raise InvalidRecord(
+                    "invalid_field",
+                    "data.closed_by must be one of agent, chatbot, system, visitor",
+                )
+            closed_by_chatbot = kind is _CLOSED and closed_by == "chatbot"
     elif data is not None and type(data) is not dict:
         _reject_data(data)
     return WidgetEvent(event_id, kind, at, account_id, conversation_id, closed_by_chatbot)
