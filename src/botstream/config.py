@@ -22,11 +22,11 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
-def parse_duration_ms(text: str, what: str = "duration") -> int:
+def parse_duration_ms(text: str) -> int:
     """Parse ``90s``, ``30m``, ``7d``, ``250ms`` or plain seconds into milliseconds."""
     match = _DURATION.match(str(text))
     if not match:
-        raise ConfigError(f"{what}: {text!r} is not a duration (examples: 90s, 30m, 12h, 7d)")
+        raise ConfigError(f"{text!r} is not a duration (examples: 90s, 30m, 12h, 7d)")
     number, unit = match.groups()
     return int(float(number) * _UNIT_MS[unit or "s"])
 
@@ -44,12 +44,10 @@ def parse_plan_limits(text: str) -> dict[str, tuple[int, int]]:
             and without.strip().isdigit()
             and with_pack.strip().isdigit()
         ):
-            raise ConfigError(
-                f"plan limits: {part!r} is not NAME=WITHOUT/WITH (example: standard=100/500)"
-            )
+            raise ConfigError(f"{part!r} is not NAME=WITHOUT/WITH (example: standard=100/500)")
         limits[name.strip()] = (int(without), int(with_pack))
     if not limits:
-        raise ConfigError("plan limits: no plan given (example: standard=100/500,pro=500/10000)")
+        raise ConfigError("no plan given (example: standard=100/500,pro=500/10000)")
     return limits
 
 
@@ -136,6 +134,11 @@ _ENV.update(
 FLAG_FOR_ENV = {name: name.removeprefix("BOTSTREAM_").lower().replace("_", "-") for name in _ENV}
 
 
+def _setting_name(env_name: str) -> str:
+    """How to name a setting in a message: its flag and its environment variable."""
+    return f"--{FLAG_FOR_ENV[env_name]} ({env_name})"
+
+
 def _parse_bool(text: str) -> bool:
     value = str(text).strip().lower()
     if value in {"1", "true", "yes", "on"}:
@@ -165,11 +168,11 @@ def load_settings(
         try:
             parsed = value if not isinstance(value, str) or parse is str else parse(value)
         except ConfigError as exc:
-            raise ConfigError(f"{name}: {exc}") from None
+            raise ConfigError(f"{_setting_name(name)}: {exc}") from None
         except ValueError:
-            raise ConfigError(f"{name}: {value!r} is not a valid value") from None
+            raise ConfigError(f"{_setting_name(name)}: {value!r} is not a valid value") from None
         if isinstance(parsed, str) and not parsed.strip() and section != "security":
-            raise ConfigError(f"{name}: must not be empty")
+            raise ConfigError(f"{_setting_name(name)}: must not be empty")
         sections[section][attr] = parsed
     try:
         domain = DomainConfig(**{"plan_limits": dict(DEFAULT_PLAN_LIMITS), **sections["domain"]})
@@ -182,7 +185,7 @@ def load_settings(
         **sections[""],
     )
     if settings.partitions < 1:
-        raise ConfigError("BOTSTREAM_PARTITIONS: must be at least 1")
+        raise ConfigError(f"{_setting_name('BOTSTREAM_PARTITIONS')}: must be at least 1")
     if not 0 < settings.web_port < 65536:
-        raise ConfigError("BOTSTREAM_WEB_PORT: must be a TCP port (1-65535)")
+        raise ConfigError(f"{_setting_name('BOTSTREAM_WEB_PORT')}: must be a TCP port (1-65535)")
     return settings

@@ -47,13 +47,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(0-based line number, line without its end)`` for every non-blank line."""
+def read_lines(path: Path, chunk_bytes: int = 16 * 1024 * 1024) -> Iterator[tuple[int, bytes]]:
+    """``(0-based line number, line without its end)`` for every non-blank line.
+
+    Reads large chunks and splits them, which is several times cheaper per line
+    than iterating over the file object.
+    """
+    number = 0
+    tail = b""
     with path.open("rb") as handle:
-        for number, line in enumerate(handle):
-            line = line.rstrip(b"\r\n")
-            if line and not line.isspace():
-                yield number, line
+        while chunk := handle.read(chunk_bytes):
+            lines = (tail + chunk).split(b"\n")
+            tail = lines.pop()
+            for line in lines:
+                if line and not line.isspace():
+                    yield number, line.removesuffix(b"\r")
+                number += 1
+    if tail and not tail.isspace():
+        yield number, tail.removesuffix(b"\r")
 
 
 def _check_input(path_text: str, what: str) -> Path:

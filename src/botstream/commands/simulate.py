@@ -171,7 +171,10 @@ def build_config(
     count = _integer(args.count, "--count", 1) if args.count is not None else None
     duration_ms = None
     if args.duration is not None:
-        duration_ms = parse_duration_ms(args.duration, "--duration")
+        try:
+            duration_ms = parse_duration_ms(args.duration)
+        except ConfigError as exc:
+            raise ConfigError(f"--duration: {exc}") from None
         if duration_ms <= 0:
             raise ConfigError("--duration: must be more than 0")
         if speed is None and not rate:

@@ -110,13 +110,22 @@ def test_spec_conversations_end_to_end():
     assert resolved["billable_at"] == iso(at_ms(1))
     assert resolved["billing_month"] == "2026-11"
     assert resolved["counts"] == {
-        "events": 7, "chatbot_clicks": 2, "visitor_messages": 0, "agent_messages": 0,
+        "events": 7,
+        "chatbot_clicks": 2,
+        "visitor_messages": 0,
+        "agent_messages": 0,
     }
     assert resolved["revision"] == 1
     assert result.usage == {
         ("acc-17", "2026-11"): {
-            "account_id": "acc-17", "month": "2026-11", "plan": "pro", "chatbot_pack": True,
-            "limit": 10_000, "used": 1, "remaining": 9_999, "over_limit": 0,
+            "account_id": "acc-17",
+            "month": "2026-11",
+            "plan": "pro",
+            "chatbot_pack": True,
+            "limit": 10_000,
+            "used": 1,
+            "remaining": 9_999,
+            "over_limit": 0,
             "updated_at": iso(at_ms(1)),
         }
     }
@@ -124,7 +133,8 @@ def test_spec_conversations_end_to_end():
     assert result.dead_letters == []
     assert result.stats_records() == [
         {
-            "account_id": "acc-17", "month": "2026-11",
+            "account_id": "acc-17",
+            "month": "2026-11",
             **counts(resolved_by_chatbot=1, transferred_to_agent=1, no_chatbot=1, unengaged=1),
         }
     ]
@@ -145,9 +155,14 @@ def test_dead_letters_carry_source_offset_and_value():
     result = replay(events, plans)
     letters = result.dead_letters
     assert [(d["topic"], d["offset"]) for d in letters] == [
-        ("plans.jsonl", 0), ("plans.jsonl", 1),
-        ("events.jsonl", 1), ("events.jsonl", 2), ("events.jsonl", 3), ("events.jsonl", 4),
-        ("events.jsonl", 5), ("events.jsonl", 6),
+        ("plans.jsonl", 0),
+        ("plans.jsonl", 1),
+        ("events.jsonl", 1),
+        ("events.jsonl", 2),
+        ("events.jsonl", 3),
+        ("events.jsonl", 4),
+        ("events.jsonl", 5),
+        ("events.jsonl", 6),
     ]
     codes = [d["error"].split(":")[0] for d in letters]
     assert codes[0] == "unknown_plan"
@@ -214,7 +229,10 @@ def test_pack_bought_mid_month_end_to_end():
     ]
     usage = result.usage[("acc-1", "2026-11")]
     assert (usage["chatbot_pack"], usage["limit"], usage["used"], usage["over_limit"]) == (
-        True, 4, 5, 1,
+        True,
+        4,
+        5,
+        1,
     )
 
 
@@ -283,9 +301,11 @@ def test_conversation_dropped_after_retention_starts_afresh():
     assert record["billable_at"] == iso(later + 2000)
     assert record["counts"]["events"] == 3
     assert result.charges == 2
-    assert result.usage[("acc-1", "2026-11")]["used"] + result.usage.get(
-        ("acc-1", "2026-12"), {"used": 0}
-    )["used"] == 2
+    assert (
+        result.usage[("acc-1", "2026-11")]["used"]
+        + result.usage.get(("acc-1", "2026-12"), {"used": 0})["used"]
+        == 2
+    )
 
 
 def test_conversation_dropped_and_not_seen_again_keeps_its_outcome():
@@ -298,7 +318,9 @@ def test_conversation_dropped_and_not_seen_again_keeps_its_outcome():
     ]
     record = latest_outcomes(replay(events))["c-1"]
     assert (record["revision"], record["outcome"], record["end_reason"]) == (
-        1, "resolved_by_chatbot", "closed",
+        1,
+        "resolved_by_chatbot",
+        "closed",
     )
 
 
