@@ -61,10 +61,14 @@ class TopicNames:
     usage: str = "botstream-usage"
     alerts: str = "botstream-alerts"
     dead_letters: str = "botstream-dead-letters"
-    #: Internal: charges re-keyed by account, from the conversation stage to metering.
-    charges: str = "botstream-charges"
-    #: Internal: statistics changes re-keyed by account.
-    stats_changes: str = "botstream-stats-changes"
+    #: Internal: charges, statistics changes and plan changes, keyed by account,
+    #: from the conversation and plan stages to the account stage.
+    account_updates: str = "botstream-account-updates"
+    #: Internal, compacted: the state of each stage, for recovery.
+    conversations_changelog: str = "botstream-conversations-changelog"
+    accounts_changelog: str = "botstream-accounts-changelog"
+    #: Internal, compacted: which worker owns which account partition (read API routing).
+    directory: str = "botstream-directory"
 
 
 @dataclass(frozen=True)

@@ -98,11 +98,14 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         _spec(names.usage, settings, compacted=True),
         _spec(names.alerts, settings, retention_ms=OUTPUT_RETENTION_MS),
         _spec(names.dead_letters, settings, retention_ms=OUTPUT_RETENTION_MS),
-        # Internal streams between the stages: every record counts, so delete
+        # Internal stream between the stages: every record counts, so delete
         # policy; the retention bounds how long a stopped worker may stay down
-        # without losing a charge or a statistics change.
-        _spec(names.charges, settings, retention_ms=OUTPUT_RETENTION_MS),
-        _spec(names.stats_changes, settings, retention_ms=OUTPUT_RETENTION_MS),
+        # without losing a charge, a statistics change or a plan change.
+        _spec(names.account_updates, settings, retention_ms=OUTPUT_RETENTION_MS),
+        # Stage state for recovery: the last value of every key is what counts.
+        _spec(names.conversations_changelog, settings, compacted=True),
+        _spec(names.accounts_changelog, settings, compacted=True),
+        _spec(names.directory, settings, compacted=True),
     ]
 
 

@@ -9,7 +9,6 @@ about terminals or flags (see :mod:`botstream.commands.replay`).
 
 from __future__ import annotations
 
-import base64
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,31 +17,13 @@ import orjson
 
 from botstream.domain.config import DomainConfig
 from botstream.domain.conversation import Conversation, decode_conversation, encode_conversation
+from botstream.domain.dead_letters import dead_letter
 from botstream.domain.events import decode_event
 from botstream.domain.metering import Charge, Usage, apply_charge
 from botstream.domain.partition import PartitionProcessor, Revision
 from botstream.domain.plans import PlanHistory, add_plan, decode_plan
 from botstream.domain.stats import apply_stats_change, stats_record
 from botstream.errors import InvalidRecord
-
-
-def dead_letter(
-    error: InvalidRecord,
-    topic: str,
-    partition: int | None,
-    offset: int,
-    key: bytes | None,
-    value: bytes,
-) -> dict:
-    """The dead-letter record (SPEC section 6) for a bad input record."""
-    return {
-        "error": str(error),
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
-        "key": None if key is None else base64.b64encode(key).decode("ascii"),
-        "value": base64.b64encode(value).decode("ascii"),
-    }
 
 
 class CompactingStore(dict):

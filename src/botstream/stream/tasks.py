@@ -1,0 +1,324 @@
+"""The three stages' per-partition tasks: decode, call the domain, collect outputs.
+
+No business rule lives here: every decision is a call into
+:mod:`botstream.domain`. A task only turns Kafka records into domain inputs,
+domain outputs into :class:`~botstream.stream.engine.Output` records, and its
+state into changelog entries.
+
+* :class:`ConversationTask` (input ``widget-events``): conversation state,
+  outcome revisions, charges and statistics changes re-keyed by account.
+* :class:`PlanTask` (input ``account-plans``): validates plan records and
+  re-keys them by account, so that they reach the account stage in the same
+  partition as the account's charges, whatever partitioner upstream used.
+* :class:`AccountTask` (input ``botstream-account-updates``): plan history,
+  usage and alerts, statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import orjson
+from aiokafka.structs import ConsumerRecord
+
+from botstream.config import Settings
+from botstream.domain.conversation import Conversation, encode_conversation
+from botstream.domain.dead_letters import dead_letter
+from botstream.domain.events import decode_event
+from botstream.domain.metering import Charge, Usage, apply_charge
+from botstream.domain.partition import Expired, PartitionProcessor, Revision
+from botstream.domain.plans import PlanHistory, PlanRecord, add_plan, decode_plan
+from botstream.domain.stats import StatsChange, apply_stats_change
+from botstream.errors import InvalidRecord
+from botstream.stream.engine import Output
+
+_WATERMARK_KEY = b"w"
+_CONVERSATION_PREFIX = b"c:"
+
+
+class _DirtyStore(dict):
+    """Conversation store that remembers which conversations changed.
+
+    Open conversations stay objects; ended ones are kept in their compact
+    encoded form, as in the changelog.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dirty: set[str] = set()
+
+    def put(self, conversation_id: str, state: Conversation) -> None:
+        self[conversation_id] = encode_conversation(state) if state.ended else state
+        self.dirty.add(conversation_id)
+
+    def delete(self, conversation_id: str) -> None:
+        self.pop(conversation_id, None)
+        self.dirty.add(conversation_id)
+
+
+class ConversationTask:
+    """Conversations of one ``widget-events`` partition."""
+
+    def __init__(self, partition: int, settings: Settings, metrics=None) -> None:
+        self.partition = partition
+        self.settings = settings
+        self.metrics = metrics
+        self.store = _DirtyStore()
+        self.processor: PartitionProcessor | None = None
+        self._restored_watermark: int | None = None
+        self._saved_watermark: int | None = None
+        topics = settings.topics
+        self._outcomes, self._updates = topics.outcomes, topics.account_updates
+        self._dead_letters, self._events = topics.dead_letters, topics.events
+
+    # -- changelog ------------------------------------------------------------------
+
+    def restore(self, key: bytes, value: bytes | None) -> None:
+        """Load a conversation state or the watermark from the changelog."""
+        if key == _WATERMARK_KEY:
+            self._restored_watermark = None if value is None else int(value)
+        elif key.startswith(_CONVERSATION_PREFIX):
+            conversation_id = key[len(_CONVERSATION_PREFIX) :].decode()
+            if value is None:
+                self.store.pop(conversation_id, None)
+            else:
+                self.store[conversation_id] = value
+
+    def restored(self) -> None:
+        """Build the processor (and its timers) over the restored state."""
+        self.store.dirty.clear()
+        self._saved_watermark = self._restored_watermark
+        self.processor = PartitionProcessor(
+            self.settings.domain, self.store, self._restored_watermark
+        )
+
+    def changes(self) -> dict[bytes, bytes | None]:
+        """Changed conversations (encoded, or None when dropped) and the watermark."""
+        store = self.store
+        changes: dict[bytes, bytes | None] = {}
+        for conversation_id in store.dirty:
+            state = dict.get(store, conversation_id)
+            if state is not None and type(state) is not bytes:
+                state = encode_conversation(state)
+            changes[_CONVERSATION_PREFIX + conversation_id.encode()] = state
+        store.dirty.clear()
+        watermark = self.processor.watermark
+        if watermark != self._saved_watermark:
+            changes[_WATERMARK_KEY] = str(watermark).encode()
+            self._saved_watermark = watermark
+        return changes
+
+    # -- processing -----------------------------------------------------------------
+
+    def process(self, records: list[ConsumerRecord], now_ms: int, out: list[Output]) -> None:
+        """Decode and apply each event; publish revisions, charges and dead letters."""
+        process = self.processor.process
+        max_bytes = self.settings.domain.max_event_bytes
+        for record in records:
+            try:
+                outputs = process(decode_event(record.value or b"", max_bytes), now_ms)
+            except InvalidRecord as error:
+                out.append(self._dead_letter(error, record))
+                continue
+            if outputs:
+                self._publish(outputs, out)
+        if self.metrics is not None:
+            self.metrics.events_processed(self.partition, records, self.processor)
+
+    def tick(self, now_ms: int, out: list[Output]) -> None:
+        """An idle partition's event time follows the wall clock (SPEC section 4)."""
+        self._publish(self.processor.advance(now_ms), out)
+
+    def _publish(self, outputs: Iterable, out: list[Output]) -> None:
+        for output in outputs:
+            kind = type(output)
+            if kind is Revision:
+                account = output.state.account_id.encode()
+                out.append(
+                    Output(
+                        self._outcomes,
+                        output.conversation_id.encode(),
+                        orjson.dumps(output.record()),
+                    )
+                )
+                out.append(Output(self._updates, account, encode_stats_change(output.stats)))
+                if self.metrics is not None:
+                    self.metrics.revision(output)
+            elif kind is Charge:
+                out.append(Output(self._updates, output.account_id.encode(), encode_charge(output)))
+            elif kind is not Expired:
+                raise TypeError(f"unexpected output {output!r}")
+
+    def _dead_letter(self, error: InvalidRecord, record: ConsumerRecord) -> Output:
+        if self.metrics is not None:
+            self.metrics.dead_letter(record.topic, error.code)
+        letter = dead_letter(
+            error, record.topic, record.partition, record.offset, record.key, record.value
+        )
+        return Output(self._dead_letters, record.key, orjson.dumps(letter))
+
+
+class PlanTask:
+    """Plan records of one ``account-plans`` partition: validated, re-keyed by account."""
+
+    def __init__(self, partition: int, settings: Settings, metrics=None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+
+    def restore(self, key: bytes, value: bytes | None) -> None:
+        """Stateless: nothing to restore."""
+
+    def restored(self) -> None:
+        """Stateless: nothing to prepare."""
+
+    def changes(self) -> dict[bytes, bytes | None]:
+        """Stateless: no changes."""
+        return {}
+
+    def tick(self, now_ms: int, out: list[Output]) -> None:
+        """No wall-clock duties."""
+
+    def process(self, records: list[ConsumerRecord], now_ms: int, out: list[Output]) -> None:
+        """Forward each valid plan record to the account stage; dead-letter the rest."""
+        topics = self.settings.topics
+        for record in records:
+            try:
+                plan = decode_plan(record.value or b"", self.settings.domain)
+            except InvalidRecord as error:
+                if self.metrics is not None:
+                    self.metrics.dead_letter(record.topic, error.code)
+                letter = dead_letter(
+                    error, record.topic, record.partition, record.offset, record.key, record.value
+                )
+                out.append(Output(topics.dead_letters, record.key, orjson.dumps(letter)))
+                continue
+            out.append(Output(topics.account_updates, plan.account_id.encode(), encode_plan(plan)))
+
+
+class AccountTask:
+    """Plans, usage, alerts and statistics of the accounts of one partition."""
+
+    def __init__(self, partition: int, settings: Settings, metrics=None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.plans: dict[str, PlanHistory] = {}
+        self.usage: dict[tuple[str, str], Usage] = {}
+        self.stats: dict[str, dict[str, dict[str, int]]] = {}
+        self._dirty: set[tuple] = set()
+
+    def restore(self, key: bytes, value: bytes | None) -> None:
+        """Load a plan history, a usage or a statistics entry."""
+        kind, account, *rest = orjson.loads(key)
+        data = None if value is None else orjson.loads(value)
+        if kind == "p":
+            self.plans[account] = data
+        elif kind == "u":
+            (month,) = rest
+            used, updated_at, alerts_sent = data
+            self.usage[(account, month)] = Usage(account, month, used, updated_at, alerts_sent)
+        elif kind == "s":
+            (month,) = rest
+            self.stats.setdefault(account, {})[month] = data
+
+    def restored(self) -> None:
+        """Nothing is dirty right after a restore."""
+        self._dirty.clear()
+
+    def tick(self, now_ms: int, out: list[Output]) -> None:
+        """No wall-clock duties."""
+
+    def changes(self) -> dict[bytes, bytes | None]:
+        """Changed plan histories, usages and statistics."""
+        changes: dict[bytes, bytes | None] = {}
+        for kind, account, month in self._dirty:
+            if kind == "p":
+                value = self.plans[account]
+            elif kind == "u":
+                usage = self.usage[(account, month)]
+                value = [usage.used, usage.updated_at, usage.alerts_sent]
+            else:
+                value = self.stats[account][month]
+            key = [kind, account] if month is None else [kind, account, month]
+            changes[orjson.dumps(key)] = orjson.dumps(value)
+        self._dirty.clear()
+        return changes
+
+    def process(self, records: list[ConsumerRecord], now_ms: int, out: list[Output]) -> None:
+        """Apply charges, statistics changes and plan changes in log order."""
+        topics = self.settings.topics
+        config = self.settings.domain
+        for record in records:
+            message = orjson.loads(record.value)
+            kind = message["t"]
+            account = message["account_id"]
+            if kind == "charge":
+                charge = Charge(
+                    account, message["conversation_id"], message["billable_at"], message["month"]
+                )
+                key = (account, charge.month)
+                usage, usage_record, alerts = apply_charge(
+                    self.usage.get(key), charge, self.plans.get(account), config
+                )
+                self.usage[key] = usage
+                self._dirty.add(("u", account, charge.month))
+                out.append(
+                    Output(
+                        topics.usage,
+                        f"{account}:{charge.month}".encode(),
+                        orjson.dumps(usage_record),
+                    )
+                )
+                for alert in alerts:
+                    out.append(Output(topics.alerts, account.encode(), orjson.dumps(alert)))
+                if self.metrics is not None:
+                    self.metrics.charged(len(alerts))
+            elif kind == "stats":
+                old = message["old"]
+                change = StatsChange(
+                    account, None if old is None else tuple(old), tuple(message["new"])
+                )
+                apply_stats_change(self.stats.setdefault(account, {}), change)
+                for month, _ in filter(None, (change.old, change.new)):
+                    self._dirty.add(("s", account, month))
+            elif kind == "plan":
+                plan = PlanRecord(
+                    account, message["plan"], message["chatbot_pack"], message["effective_at"]
+                )
+                self.plans[account] = add_plan(self.plans.get(account), plan)
+                self._dirty.add(("p", account, None))
+
+
+# -- internal records between the stages ---------------------------------------------
+
+
+def encode_charge(charge: Charge) -> bytes:
+    """The internal record of a charge."""
+    return orjson.dumps(
+        {
+            "t": "charge",
+            "account_id": charge.account_id,
+            "conversation_id": charge.conversation_id,
+            "billable_at": charge.billable_at,
+            "month": charge.month,
+        }
+    )
+
+
+def encode_stats_change(change: StatsChange) -> bytes:
+    """The internal record of a statistics change."""
+    return orjson.dumps(
+        {"t": "stats", "account_id": change.account_id, "old": change.old, "new": change.new}
+    )
+
+
+def encode_plan(plan: PlanRecord) -> bytes:
+    """The internal record of a validated plan record."""
+    return orjson.dumps(
+        {
+            "t": "plan",
+            "account_id": plan.account_id,
+            "plan": plan.plan,
+            "chatbot_pack": plan.chatbot_pack,
+            "effective_at": plan.effective_at,
+        }
+    )

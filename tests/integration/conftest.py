@@ -1,0 +1,92 @@
+"""Helpers for tests on the real broker: isolated settings, producing, reading back."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import fields, replace
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from botstream.config import Settings, TopicNames, load_settings
+from botstream.kafka.topics import ensure_topics, kafka_client_kwargs
+
+_run = itertools.count(1)
+
+
+@pytest.fixture
+async def stream_settings(kafka_bootstrap: str) -> Settings:
+    """Settings whose topics and consumer groups belong to this test alone."""
+    prefix = f"t{next(_run)}-{uuid.uuid4().hex[:6]}-"
+    names = TopicNames(
+        **{f.name: prefix + getattr(TopicNames(), f.name) for f in fields(TopicNames)}
+    )
+    settings = replace(
+        load_settings(env={}),
+        bootstrap_servers=kafka_bootstrap,
+        app_id=prefix + "botstream",
+        topics=names,
+        partitions=4,
+    )
+    await ensure_topics(settings)
+    return settings
+
+
+async def produce(
+    settings: Settings, topic: str, records: Iterable[tuple[bytes | None, bytes]]
+) -> None:
+    """Produce ``(key, value)`` records in order (acks=all, idempotent)."""
+    producer = AIOKafkaProducer(
+        **kafka_client_kwargs(settings), acks="all", enable_idempotence=True, linger_ms=5
+    )
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def read_committed(
+    settings: Settings,
+    topic: str,
+    done: Callable[[list[dict]], bool],
+    timeout_s: float = 60.0,
+) -> list[dict]:
+    """Every committed record of ``topic`` (values as JSON), polling until ``done(records)``."""
+    consumer = AIOKafkaConsumer(
+        **kafka_client_kwargs(settings),
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    records: list[dict] = []
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            for items in batch.values():
+                records.extend(orjson.loads(item.value) for item in items)
+            if done(records):
+                return records
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{topic}: gave up after {timeout_s} s with {len(records)} records"
+                )
+    finally:
+        await consumer.stop()
+
+
+async def settle(seconds: float) -> None:
+    """Let background stages work for a while."""
+    await asyncio.sleep(seconds)
