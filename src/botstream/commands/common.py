@@ -38,6 +38,14 @@ _KAFKA_FLAGS = {
 }
 
 
+_WORKER_FLAGS = {
+    "BOTSTREAM_APP_ID": "application id: prefix of consumer groups and transactional ids",
+    "BOTSTREAM_WEB_HOST": "address the read API listens on (127.0.0.1)",
+    "BOTSTREAM_WEB_PORT": "port of the read API (6066)",
+    "BOTSTREAM_DATA_DIR": "directory for the worker's local files (.botstream-data)",
+}
+
+
 def _add(group: argparse._ArgumentGroup, env_names: dict[str, str]) -> None:
     for env_name, text in env_names.items():
         flag = FLAG_FOR_ENV[env_name]
@@ -66,6 +74,11 @@ def add_domain_flags(parser: argparse.ArgumentParser) -> None:
 def add_kafka_flags(parser: argparse.ArgumentParser) -> None:
     """Flags for reaching Kafka."""
     _add(parser.add_argument_group("kafka"), _KAFKA_FLAGS)
+
+
+def add_worker_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags of a worker process (identity, read API)."""
+    _add(parser.add_argument_group("worker"), _WORKER_FLAGS)
 
 
 def _config_file(path: str) -> dict[str, Any]:
