@@ -211,7 +211,9 @@ class Stage:
                 "%s: transaction of partition %d failed; rebuilding it", self.name, partition
             )
             await self._release(partition)
-            await self._acquire(partition)
+            # Fenced because another worker owns it now: leave it to that worker.
+            if TopicPartition(self.input_topic, partition) in self._consumer.assignment():
+                await self._acquire(partition)
             return
         if self.metrics is not None:
             self.metrics.batch_committed(self.name, records, time.perf_counter() - started)
