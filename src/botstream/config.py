@@ -94,10 +94,25 @@ class Settings:
     replication_factor: int = 1
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    #: How other workers reach this one's read API; by default built from the
+    #: host and port (with this machine's name when listening on every interface).
+    web_url: str | None = None
     data_dir: str = ".botstream-data"
     topics: TopicNames = field(default_factory=TopicNames)
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     domain: DomainConfig = field(default_factory=DomainConfig)
+
+    @property
+    def advertised_url(self) -> str:
+        """The URL other workers use to forward read requests to this one."""
+        if self.web_url:
+            return self.web_url.rstrip("/")
+        host = self.web_host
+        if host in {"0.0.0.0", "::", ""}:
+            import socket
+
+            host = socket.gethostname()
+        return f"http://{host}:{self.web_port}"
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some top-level fields replaced."""
@@ -113,6 +128,7 @@ _ENV: dict[str, tuple[str, str, Any]] = {
     "BOTSTREAM_REPLICATION_FACTOR": ("", "replication_factor", int),
     "BOTSTREAM_WEB_HOST": ("", "web_host", str),
     "BOTSTREAM_WEB_PORT": ("", "web_port", int),
+    "BOTSTREAM_WEB_URL": ("", "web_url", str),
     "BOTSTREAM_DATA_DIR": ("", "data_dir", str),
     "BOTSTREAM_SECURITY_PROTOCOL": ("security", "security_protocol", str),
     "BOTSTREAM_SASL_MECHANISM": ("security", "sasl_mechanism", str),

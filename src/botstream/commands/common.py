@@ -42,6 +42,8 @@ _WORKER_FLAGS = {
     "BOTSTREAM_APP_ID": "application id: prefix of consumer groups and transactional ids",
     "BOTSTREAM_WEB_HOST": "address the read API listens on (127.0.0.1)",
     "BOTSTREAM_WEB_PORT": "port of the read API (6066)",
+    "BOTSTREAM_WEB_URL": "URL other workers use to reach this one's read API "
+    "(default http://HOST:PORT)",
     "BOTSTREAM_DATA_DIR": "directory for the worker's local files (.botstream-data)",
 }
 

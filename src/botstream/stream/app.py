@@ -48,7 +48,7 @@ class Worker:
         self.settings = settings
         self.clock = clock
         self.metrics = StreamMetrics()
-        self.url = f"http://{settings.web_host}:{settings.web_port}"
+        self.url = settings.advertised_url
         self.stages = build_stages(
             settings,
             metrics=self.metrics,
