@@ -187,11 +187,16 @@ class PartitionProcessor:
                 )
             )
             deadline = state.last_at + self._retention_ms
+            # Timers are moved lazily (a later deadline is found when the earlier
+            # one fires) except here: an ended state is usually stored encoded, and
+            # rescheduling now is cheaper than decoding it when the idle timer fires.
+            reschedule = deadline != self._scheduled.get(conversation_id)
         else:
             state.ended = False
             deadline = state.last_at + self._idle_timeout_ms
+            reschedule = old_deadline is None or deadline < old_deadline
         self._put(conversation_id, state)
-        if old_deadline is None or deadline < old_deadline:
+        if reschedule:
             self._schedule(conversation_id, deadline)
         if advanced and self._deadlines[0][0] <= watermark:
             self._fire_timers(watermark, outputs)
