@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def read_lines(path: Path, chunk_bytes: int = 16 * 1024 * 1024) -> Iterator[tuple[int, bytes]]:
+def read_lines(path: Path, chunk_bytes: int = 1024 * 1024) -> Iterator[tuple[int, bytes]]:
     """``(0-based line number, line without its end)`` for every non-blank line.
 
     Reads large chunks and splits them, which is several times cheaper per line
