@@ -70,7 +70,6 @@ class ConversationTask:
         self._saved_watermark: int | None = None
         topics = settings.topics
         self._outcomes, self._updates = topics.outcomes, topics.account_updates
-        self._dead_letters, self._events = topics.dead_letters, topics.events
 
     # -- changelog ------------------------------------------------------------------
 
@@ -122,7 +121,7 @@ class ConversationTask:
             try:
                 outputs = process(decode_event(record.value or b"", max_bytes), now_ms)
             except InvalidRecord as error:
-                out.append(self._dead_letter(error, record))
+                out.append(dead_letter_output(error, record, self.settings, self.metrics))
                 continue
             if outputs:
                 self._publish(outputs, out)
@@ -153,14 +152,6 @@ class ConversationTask:
             elif kind is not Expired:
                 raise TypeError(f"unexpected output {output!r}")
 
-    def _dead_letter(self, error: InvalidRecord, record: ConsumerRecord) -> Output:
-        if self.metrics is not None:
-            self.metrics.dead_letter(record.topic, error.code)
-        letter = dead_letter(
-            error, record.topic, record.partition, record.offset, record.key, record.value
-        )
-        return Output(self._dead_letters, record.key, orjson.dumps(letter))
-
 
 class PlanTask:
     """Plan records of one ``account-plans`` partition: validated, re-keyed by account."""
@@ -189,12 +180,7 @@ class PlanTask:
             try:
                 plan = decode_plan(record.value or b"", self.settings.domain)
             except InvalidRecord as error:
-                if self.metrics is not None:
-                    self.metrics.dead_letter(record.topic, error.code)
-                letter = dead_letter(
-                    error, record.topic, record.partition, record.offset, record.key, record.value
-                )
-                out.append(Output(topics.dead_letters, record.key, orjson.dumps(letter)))
+                out.append(dead_letter_output(error, record, self.settings, self.metrics))
                 continue
             out.append(Output(topics.account_updates, plan.account_id.encode(), encode_plan(plan)))
 
@@ -290,6 +276,18 @@ class AccountTask:
                 )
                 self.plans[account] = add_plan(self.plans.get(account), plan)
                 self._dirty.add(("p", account, None))
+
+
+def dead_letter_output(
+    error: InvalidRecord, record: ConsumerRecord, settings: Settings, metrics=None
+) -> Output:
+    """The dead letter of a bad input record, keyed by the record's own key."""
+    if metrics is not None:
+        metrics.dead_letter(record.topic, error.code)
+    letter = dead_letter(
+        error, record.topic, record.partition, record.offset, record.key, record.value
+    )
+    return Output(settings.topics.dead_letters, record.key, orjson.dumps(letter))
 
 
 # -- internal records between the stages ---------------------------------------------
