@@ -40,23 +40,23 @@ def parse_timestamp_ms(text: object) -> int | None:
     # Fast path for the canonical form ``YYYY-MM-DDThh:mm:ss.mmmZ`` whose minute was
     # already seen: the cache only holds prefixes that passed the full pattern.
     if len(text) == 24 and text[23] == "Z" and text[19] == "." and text[16] == ":":
-        minute_start = _MINUTE_STARTS.get(text[:16])
+        minute_start = MINUTE_STARTS.get(text[:16])
         if minute_start is not None:
             # Table lookups both check and convert the seconds and milliseconds.
-            seconds = _SECONDS_MS.get(text[17:19])
-            millis = _MILLIS.get(text[20:23])
+            seconds = SECONDS_MS.get(text[17:19])
+            millis = MILLIS.get(text[20:23])
             if seconds is not None and millis is not None:
                 return minute_start + seconds + millis
     if _RFC3339.fullmatch(text) is None:
         return None
-    minute_start = _MINUTE_STARTS.get(text[:16])
+    minute_start = MINUTE_STARTS.get(text[:16])
     if minute_start is None:
         minute_start = _minute_start(text)
         if minute_start is None:
             return None
-        if len(_MINUTE_STARTS) >= _MINUTE_CACHE_SIZE:
-            _MINUTE_STARTS.clear()
-        _MINUTE_STARTS[text[:16]] = minute_start
+        if len(MINUTE_STARTS) >= _MINUTE_CACHE_SIZE:
+            MINUTE_STARTS.clear()
+        MINUTE_STARTS[text[:16]] = minute_start
     ms = minute_start + int(text[17:19]) * 1000
     rest = text[19:]
     if rest == "Z":
@@ -73,10 +73,11 @@ def parse_timestamp_ms(text: object) -> int | None:
 
 #: ``YYYY-MM-DDThh:mm`` -> epoch ms, for prefixes that passed the full pattern.
 #: Calendar arithmetic and the day-of-month check then run once per minute seen.
-_MINUTE_STARTS: dict[str, int] = {}
+#: Public, with the two tables below, for the event decoder's inlined fast path.
+MINUTE_STARTS: dict[str, int] = {}
 _MINUTE_CACHE_SIZE = 100_000
-_SECONDS_MS = {f"{n:02d}": n * 1000 for n in range(60)}
-_MILLIS = {f"{n:03d}": n for n in range(1000)}
+SECONDS_MS = {f"{n:02d}": n * 1000 for n in range(60)}
+MILLIS = {f"{n:03d}": n for n in range(1000)}
 
 
 def _minute_start(text: str) -> int | None:
