@@ -109,7 +109,6 @@ class PartitionProcessor:
         #: The largest event time applied (bounded by wall clock in the live stream).
         self.watermark = watermark
         self.duplicates = 0
-        self.applied = 0
         # Timers: one valid (deadline, conversation id) heap entry per conversation;
         # entries whose deadline no longer matches ``_scheduled`` are stale and skipped.
         self._deadlines: list[tuple[int, str]] = []
@@ -146,7 +145,7 @@ class PartitionProcessor:
         state = self._get(conversation_id)
         if state is None:
             state = new_conversation(event)
-            old_deadline = None
+            was_ended = None
         else:
             if state.__class__ is bytes:
                 state = decode_conversation(state)
@@ -159,11 +158,8 @@ class PartitionProcessor:
             if event.event_id in state.recent_ids:
                 self.duplicates += 1
                 return []
-            old_deadline = state.last_at + (
-                self._retention_ms if state.ended else self._idle_timeout_ms
-            )
+            was_ended = state.ended
         state.apply(event)
-        self.applied += 1
 
         if now_ms is not None and at > now_ms + self._max_clock_skew_ms:
             at = now_ms + self._max_clock_skew_ms
@@ -194,7 +190,10 @@ class PartitionProcessor:
         else:
             state.ended = False
             deadline = state.last_at + self._idle_timeout_ms
-            reschedule = old_deadline is None or deadline < old_deadline
+            # An open conversation's deadline only moves later (found lazily when
+            # the timer fires); it moves earlier when the conversation is new or
+            # was reopened (retention deadline -> idle deadline).
+            reschedule = was_ended is None or was_ended
         self._put(conversation_id, state)
         if reschedule:
             self._schedule(conversation_id, deadline)
