@@ -89,11 +89,14 @@ def decode_event(raw: bytes, max_bytes: int = 64 * 1024) -> WidgetEvent:
         raise InvalidRecord("not_object", f"the record is a JSON {_json_type(obj)}, not an object")
     # The checks of event_from_object, inlined: this runs once per input record.
     get = obj.get
-    event_id = get("event_id")
-    type_name = get("type")
-    occurred_at = get("occurred_at")
-    account_id = get("account_id")
-    conversation_id = get("conversation_id")
+    try:
+        event_id = obj["event_id"]
+        type_name = obj["type"]
+        occurred_at = obj["occurred_at"]
+        account_id = obj["account_id"]
+        conversation_id = obj["conversation_id"]
+    except KeyError:
+        _reject_required(obj)
     # One combined test for the common, valid case; the slow path names the problem.
     if not (
         type(event_id) is str
@@ -113,19 +116,17 @@ def decode_event(raw: bytes, max_bytes: int = 64 * 1024) -> WidgetEvent:
         raise InvalidRecord("unknown_type", f"{type_name[:64]!r} is not a widget event type")
     # The canonical ``...ss.mmmZ`` form of a minute already seen costs three table
     # lookups (see timefmt); anything else takes the full parser.
-    at = None
-    if len(occurred_at) == 24 and occurred_at[23] == "Z" and occurred_at[19] == ".":
-        minute_start = MINUTE_STARTS.get(occurred_at[:16])
-        seconds = SECONDS_MS.get(occurred_at[17:19])
-        millis = MILLIS.get(occurred_at[20:23])
-        if (
-            minute_start is not None
-            and seconds is not None
-            and millis is not None
-            and occurred_at[16] == ":"
-        ):
-            at = minute_start + seconds + millis
-    if at is None:
+    try:
+        if len(occurred_at) != 24 or occurred_at[23] != "Z" or occurred_at[16] != ":":
+            raise KeyError
+        at = (
+            MINUTE_STARTS[occurred_at[:16]]
+            + SECONDS_MS[occurred_at[17:19]]
+            + MILLIS[occurred_at[20:23]]
+        )
+        if occurred_at[19] != ".":
+            raise KeyError
+    except KeyError:
         at = parse_timestamp_ms(occurred_at)
     if at is None:
         raise InvalidRecord(
