@@ -118,9 +118,10 @@ async def test_ensure_topics_creates_every_topic_with_its_policy(kafka_bootstrap
         for response in responses
         for resource in response.resources
     }
-    for topic in (names.outcomes, names.usage):
+    for topic in (names.outcomes, names.usage, names.conversations_changelog,
+                  names.accounts_changelog, names.directory):
         assert configs[topic]["cleanup.policy"] == "compact"
-    for topic in (names.alerts, names.dead_letters, names.charges, names.stats_changes):
+    for topic in (names.alerts, names.dead_letters, names.account_updates):
         assert configs[topic]["cleanup.policy"] == "delete"
         assert configs[topic]["retention.ms"] == str(30 * 86_400_000)
     assert configs[names.plans]["cleanup.policy"] == "delete"
@@ -152,7 +153,7 @@ def test_topics_create_command(kafka_bootstrap: str, capsys, monkeypatch) -> Non
     code = cli.main(["topics", "create", "--bootstrap", kafka_bootstrap, "--partitions", "2"])
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert len(lines) == 8
+    assert len(lines) == len(topic_specs(settings))
     assert lines[0].split()[:3] == ["created", settings.topics.events, "2"]
     assert any(settings.topics.outcomes in line and line.endswith("compact") for line in lines)
     code = cli.main(["topics", "create", "--bootstrap", kafka_bootstrap, "--partitions", "2"])
