@@ -118,8 +118,13 @@ async def test_ensure_topics_creates_every_topic_with_its_policy(kafka_bootstrap
         for response in responses
         for resource in response.resources
     }
-    for topic in (names.outcomes, names.usage, names.conversations_changelog,
-                  names.accounts_changelog, names.directory):
+    for topic in (
+        names.outcomes,
+        names.usage,
+        names.conversations_changelog,
+        names.accounts_changelog,
+        names.directory,
+    ):
         assert configs[topic]["cleanup.policy"] == "compact"
     for topic in (names.alerts, names.dead_letters, names.account_updates):
         assert configs[topic]["cleanup.policy"] == "delete"

@@ -386,8 +386,14 @@ def _install_cleanup() -> None:
 
 
 def _cluster_id() -> str:
-    """A random KRaft cluster id: a UUID in URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random KRaft cluster id: a UUID in URL-safe base64 without padding.
+
+    Never one starting with ``-``: the storage tool would read it as an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class LocalKafka:

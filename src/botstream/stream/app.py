@@ -175,6 +175,10 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> fa
         datadir=settings.data_dir,
         autodiscover=False,
         topic_replication_factor=settings.replication_factor,
+        # Faust's own consumer group waits this long for a killed member before the
+        # worker is ready (and starts the stages); its default is 60 s.
+        broker_session_timeout=10.0,
+        broker_rebalance_timeout=10.0,
     )
     worker = Worker(settings, clock)
     app.botstream = worker

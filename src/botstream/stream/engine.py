@@ -82,6 +82,11 @@ class _Owned:
     task: PartitionTask
     producer: AIOKafkaProducer
     last_active: float
+    #: Offset of the next input record to process. Records before it are
+    #: already reflected in the state: a batch fetched while the partition was
+    #: being acquired, and fetched again after the seek to the committed offset,
+    #: must not be processed twice.
+    next_offset: int = 0
 
 
 class Stage:
@@ -156,13 +161,18 @@ class Stage:
         commits = []
         for tp, records in batches.items():
             owned = self.owned.get(tp.partition)
-            if owned is None or not records:
+            if owned is None:
                 continue  # revoked meanwhile: the new owner reprocesses them
+            if records and records[0].offset < owned.next_offset:
+                records = [r for r in records if r.offset >= owned.next_offset]
+            if not records:
+                continue
             started = time.perf_counter()
             out: list[Output] = []
             owned.task.process(records, int(self.clock() * 1000), out)
             owned.last_active = time.monotonic()
-            offsets = {tp: records[-1].offset + 1}
+            owned.next_offset = records[-1].offset + 1
+            offsets = {tp: owned.next_offset}
             commits.append(self._commit(tp.partition, owned, out, offsets, len(records), started))
         if commits:
             await asyncio.gather(*commits)
@@ -236,7 +246,6 @@ class Stage:
         if self.changelog_topic:
             await self._restore(partition, task)
         task.restored()
-        self.owned[partition] = _Owned(task, producer, time.monotonic())
         consumer = self._consumer
         tp = TopicPartition(self.input_topic, partition)
         committed = await consumer.committed(tp)
@@ -244,6 +253,7 @@ class Stage:
             await consumer.seek_to_beginning(tp)
         else:
             consumer.seek(tp, committed)
+        self.owned[partition] = _Owned(task, producer, time.monotonic(), committed or 0)
 
     async def _restore(self, partition: int, task: PartitionTask) -> None:
         tp = TopicPartition(self.changelog_topic, partition)
@@ -252,6 +262,9 @@ class Stage:
             client_id=f"{self.group_id}-restore-{partition}",
             isolation_level="read_committed",
             enable_auto_commit=False,
+            # Not the default "latest": the reset it starts on assign can
+            # complete after seek_to_beginning and move the position to the end.
+            auto_offset_reset="earliest",
         )
         await reader.start()
         try:

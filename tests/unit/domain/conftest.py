@@ -37,8 +37,17 @@ LEFT = "visitor.left"
 CLOSED = "conversation.closed"
 
 ALL_TYPES = (
-    STARTED, TRIGGERED, BOT_MSG, CLICK, VISITOR_MSG, AGENT_JOINED, AGENT_MSG,
-    TRANSFER, WIDGET_CLOSED, LEFT, CLOSED,
+    STARTED,
+    TRIGGERED,
+    BOT_MSG,
+    CLICK,
+    VISITOR_MSG,
+    AGENT_JOINED,
+    AGENT_MSG,
+    TRANSFER,
+    WIDGET_CLOSED,
+    LEFT,
+    CLOSED,
 )
 
 # -- times ------------------------------------------------------------------------

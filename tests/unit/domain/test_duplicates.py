@@ -31,7 +31,10 @@ def test_same_event_twice_changes_nothing():
     record = harness.latest()
     assert record["revision"] == 1
     assert record["counts"] == {
-        "events": 2, "chatbot_clicks": 1, "visitor_messages": 0, "agent_messages": 0,
+        "events": 2,
+        "chatbot_clicks": 1,
+        "visitor_messages": 0,
+        "agent_messages": 0,
     }
 
 

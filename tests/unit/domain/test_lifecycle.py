@@ -106,7 +106,8 @@ ENDINGS = [
     (
         "revisions-1-2-3-across-a-reopen",
         [
-            E(TRIGGERED, 1), E(LEFT, 2),  # revision 1
+            E(TRIGGERED, 1),
+            E(LEFT, 2),  # revision 1
             E(VISITOR_MSG, 3),  # reopens: nothing
             E(CLOSED, 4),  # revision 2
             E(AGENT_MSG, 3.5),  # late, before the end: revision 3
@@ -116,8 +117,12 @@ ENDINGS = [
     (
         "two-reopen-cycles",
         [
-            E(TRIGGERED, 1), E(LEFT, 2), E(VISITOR_MSG, 3), E(LEFT, 4),
-            E(VISITOR_MSG, 5), E(CLOSED, 6),
+            E(TRIGGERED, 1),
+            E(LEFT, 2),
+            E(VISITOR_MSG, 3),
+            E(LEFT, 4),
+            E(VISITOR_MSG, 5),
+            E(CLOSED, 6),
         ],
         [("visitor_left", 2), ("visitor_left", 4), ("closed", 6)],
     ),
@@ -271,9 +276,11 @@ def test_inactivity_ended_then_recent_event_reopens():
 def test_end_all_ends_every_open_conversation_by_inactivity():
     harness = Harness()
     harness.feed(
-        ev(TRIGGERED, 0, conv="a"), ev(CLICK, 3, conv="a"),
+        ev(TRIGGERED, 0, conv="a"),
+        ev(CLICK, 3, conv="a"),
         ev(VISITOR_MSG, 1, conv="b"),
-        ev(TRIGGERED, 2, conv="done"), ev(CLOSED, 4, conv="done"),
+        ev(TRIGGERED, 2, conv="done"),
+        ev(CLOSED, 4, conv="done"),
     )
     got = revisions(harness.end_all())
     assert sorted((r["conversation_id"], r["end_reason"], r["ended_at"]) for r in got) == [
@@ -294,9 +301,7 @@ LATENESS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("age", "late"), [c[1:] for c in LATENESS], ids=[c[0] for c in LATENESS]
-)
+@pytest.mark.parametrize(("age", "late"), [c[1:] for c in LATENESS], ids=[c[0] for c in LATENESS])
 @pytest.mark.parametrize("same_conversation", [False, True], ids=["new-conv", "known-conv"])
 def test_late_event(age, late, same_conversation):
     harness = Harness()

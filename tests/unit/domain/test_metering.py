@@ -72,7 +72,8 @@ def test_billing_month_fixed_at_charge_time_across_months():
     harness.end_all()
     record = harness.latest()
     assert (record["billable_at"], record["billing_month"]) == (
-        "2026-12-01T00:00:30.000Z", "2026-12",
+        "2026-12-01T00:00:30.000Z",
+        "2026-12",
     )
     assert record["started_at"] == "2026-11-30T23:59:00.000Z"
 
@@ -81,38 +82,52 @@ def test_billing_month_fixed_at_charge_time_across_months():
 MONTH_BOUNDARY = [
     (
         "last-ms-of-november",
-        "2026-11-30T23:59:00Z", "2026-11-30T23:59:59.999Z",
-        "2026-11-30T23:59:59.999Z", "2026-11",
+        "2026-11-30T23:59:00Z",
+        "2026-11-30T23:59:59.999Z",
+        "2026-11-30T23:59:59.999Z",
+        "2026-11",
     ),
     (
         "first-ms-of-december",
-        "2026-11-30T23:59:00Z", "2026-12-01T00:00:00Z",
-        "2026-12-01T00:00:00.000Z", "2026-12",
+        "2026-11-30T23:59:00Z",
+        "2026-12-01T00:00:00Z",
+        "2026-12-01T00:00:00.000Z",
+        "2026-12",
     ),
     (
         "plus-offset-still-november-utc",
-        "2026-11-30T23:00:00Z", "2026-12-01T00:30:00+01:00",
-        "2026-11-30T23:30:00.000Z", "2026-11",
+        "2026-11-30T23:00:00Z",
+        "2026-12-01T00:30:00+01:00",
+        "2026-11-30T23:30:00.000Z",
+        "2026-11",
     ),
     (
         "plus-offset-exactly-december-utc",
-        "2026-11-30T23:00:00Z", "2026-12-01T01:00:00+01:00",
-        "2026-12-01T00:00:00.000Z", "2026-12",
+        "2026-11-30T23:00:00Z",
+        "2026-12-01T01:00:00+01:00",
+        "2026-12-01T00:00:00.000Z",
+        "2026-12",
     ),
     (
         "minus-offset-crosses-into-december-utc",
-        "2026-11-30T23:00:00Z", "2026-11-30T23:30:00-01:00",
-        "2026-12-01T00:30:00.000Z", "2026-12",
+        "2026-11-30T23:00:00Z",
+        "2026-11-30T23:30:00-01:00",
+        "2026-12-01T00:30:00.000Z",
+        "2026-12",
     ),
     (
         "chatbot-later-than-click-decides",
-        "2026-12-01T00:00:00.000Z", "2026-11-30T23:59:00Z",
-        "2026-12-01T00:00:00.000Z", "2026-12",
+        "2026-12-01T00:00:00.000Z",
+        "2026-11-30T23:59:00Z",
+        "2026-12-01T00:00:00.000Z",
+        "2026-12",
     ),
     (
         "year-boundary",
-        "2026-12-31T23:59:00Z", "2027-01-01T00:00:00+00:00",
-        "2027-01-01T00:00:00.000Z", "2027-01",
+        "2026-12-31T23:59:00Z",
+        "2027-01-01T00:00:00+00:00",
+        "2027-01-01T00:00:00.000Z",
+        "2027-01",
     ),
 ]
 
@@ -128,7 +143,8 @@ def test_billing_month_is_utc_month_of_billable_at(bot, click, billable_at, mont
     assert harness.charges == [Charge("acc-1", "c-1", ms(billable_at), month)]
     harness.end_all()
     assert (harness.latest()["billable_at"], harness.latest()["billing_month"]) == (
-        billable_at, month,
+        billable_at,
+        month,
     )
 
 
@@ -140,15 +156,23 @@ def test_late_click_on_ended_conversation_charges_then():
     assert charges(outputs) == [Charge("acc-1", "c-1", at_ms(2), "2026-11")]
     [record] = revisions(outputs)
     assert (record["revision"], record["billable"], record["billable_at"]) == (
-        2, True, iso(at_ms(2)),
+        2,
+        True,
+        iso(at_ms(2)),
     )
 
 
 def test_charged_once_across_reopen_and_late_events():
     harness = Harness()
     harness.feed(
-        ev(TRIGGERED, 1), ev(CLICK, 2), ev(LEFT, 3), ev(CLICK, 4), ev(VISITOR_MSG, 5),
-        ev(CLOSED, 6), ev(CLICK, 1.5), ev(TRIGGERED, 0.5),
+        ev(TRIGGERED, 1),
+        ev(CLICK, 2),
+        ev(LEFT, 3),
+        ev(CLICK, 4),
+        ev(VISITOR_MSG, 5),
+        ev(CLOSED, 6),
+        ev(CLICK, 1.5),
+        ev(TRIGGERED, 0.5),
     )
     harness.end_all()
     assert len(harness.charges) == 1
@@ -207,7 +231,10 @@ def test_remaining_and_over_limit(n, limit, used, remaining, over):
     records, _ = run_charges([charge(i / 60, conv=f"c-{i}") for i in range(n)])
     last = records[-1]
     assert (last["limit"], last["used"], last["remaining"], last["over_limit"]) == (
-        limit, used, remaining, over,
+        limit,
+        used,
+        remaining,
+        over,
     )
     assert [r["used"] for r in records] == list(range(1, n + 1))
 
@@ -266,7 +293,10 @@ def test_usage_record_shows_pack():
     plans = history(plan_rec("pro", True, "2026-11-01T00:00:00Z"))
     [record], _ = run_charges([charge("2026-11-24T20:15:00.123Z")], plans)
     assert (record["plan"], record["chatbot_pack"], record["limit"], record["remaining"]) == (
-        "pro", True, 10_000, 9_999,
+        "pro",
+        True,
+        10_000,
+        9_999,
     )
 
 
@@ -350,7 +380,9 @@ def test_downgrade_below_usage_raises_three_alerts_at_once():
     assert records[-1]["limit"] == 500
     records, alerts = run_charges([*before, charge("2026-11-16T00:00:00Z", conv="c-next")], plans)
     assert [(a["kind"], a["used"], a["limit"]) for a in alerts] == [
-        (WARNING, 151, 100), (LIMIT_REACHED, 151, 100), (EXCEEDED, 151, 100),
+        (WARNING, 151, 100),
+        (LIMIT_REACHED, 151, 100),
+        (EXCEEDED, 151, 100),
     ]
     assert [a["alert_id"] for a in alerts] == [
         "acc-1:2026-11:quota.warning:100",
@@ -360,7 +392,10 @@ def test_downgrade_below_usage_raises_three_alerts_at_once():
     assert all(a["conversation_id"] == "c-next" for a in alerts)
     last = records[-1]
     assert (last["plan"], last["limit"], last["remaining"], last["over_limit"]) == (
-        "standard", 100, 0, 51,
+        "standard",
+        100,
+        0,
+        51,
     )
 
 
@@ -397,7 +432,9 @@ def test_late_charge_under_old_limit_uses_that_limit():
     before_pack = charge(_day(14, 0), conv="late")
     _, alerts = run_charges([*early, after_pack, before_pack], plans)
     assert [(a["alert_id"], a["used"], a["conversation_id"]) for a in alerts][-1] == (
-        "acc-1:2026-11:quota.exceeded:100", 102, "late",
+        "acc-1:2026-11:quota.exceeded:100",
+        102,
+        "late",
     )
 
 
@@ -418,13 +455,16 @@ def test_new_month_and_other_account_alert_again():
     _, december = run_charges([charge("2026-12-01T00:00:00Z")], config=config)
     _, other = run_charges([charge("2026-11-24T00:00:00Z", account="acc-2")], config=config)
     assert [a["alert_id"] for a in november] == [
-        "acc-1:2026-11:quota.warning:1", "acc-1:2026-11:quota.limit_reached:1",
+        "acc-1:2026-11:quota.warning:1",
+        "acc-1:2026-11:quota.limit_reached:1",
     ]
     assert [a["alert_id"] for a in december] == [
-        "acc-1:2026-12:quota.warning:1", "acc-1:2026-12:quota.limit_reached:1",
+        "acc-1:2026-12:quota.warning:1",
+        "acc-1:2026-12:quota.limit_reached:1",
     ]
     assert [a["alert_id"] for a in other] == [
-        "acc-2:2026-11:quota.warning:1", "acc-2:2026-11:quota.limit_reached:1",
+        "acc-2:2026-11:quota.warning:1",
+        "acc-2:2026-11:quota.limit_reached:1",
     ]
 
 
@@ -440,7 +480,10 @@ def test_plan_read_later_applies_to_charges_processed_after():
     usage, record, raised = apply_charge(usage, charge(2, conv="c-next"), plans, config)
     assert raised == []
     assert (record["plan"], record["limit"], record["used"], record["remaining"]) == (
-        "pro", 500, 81, 419,
+        "pro",
+        500,
+        81,
+        419,
     )
 
 

@@ -44,10 +44,16 @@ VALID = [
         raw_plan(effective_at="2026-11-01T01:00:00.5+01:00"),
         PlanRecord("acc-1", "standard", False, ms("2026-11-01T00:00:00.500Z")),
     ),
-    ("account-id-1-char", raw_plan(account_id="a"), PlanRecord("a", "standard", False, ms(
-        "2026-11-01T00:00:00Z"))),
-    ("account-id-128-chars", raw_plan(account_id="a" * 128), PlanRecord(
-        "a" * 128, "standard", False, ms("2026-11-01T00:00:00Z"))),
+    (
+        "account-id-1-char",
+        raw_plan(account_id="a"),
+        PlanRecord("a", "standard", False, ms("2026-11-01T00:00:00Z")),
+    ),
+    (
+        "account-id-128-chars",
+        raw_plan(account_id="a" * 128),
+        PlanRecord("a" * 128, "standard", False, ms("2026-11-01T00:00:00Z")),
+    ),
 ]
 
 
@@ -77,12 +83,14 @@ INVALID = [
     ("effective-date-only", raw_plan(effective_at="2026-11-01"), {"invalid_timestamp"}),
     ("effective-bad-day", raw_plan(effective_at="2026-11-31T00:00:00Z"), {"invalid_timestamp"}),
     ("effective-empty", raw_plan(effective_at=""), {"invalid_timestamp", "invalid_field"}),
-    ("effective-number", raw_plan(effective_at=1793491200000), {
-        "invalid_timestamp", "invalid_field"}),
+    (
+        "effective-number",
+        raw_plan(effective_at=1793491200000),
+        {"invalid_timestamp", "invalid_field"},
+    ),
     ("effective-null", raw_plan(effective_at=None), {"invalid_timestamp", "invalid_field"}),
     ("not-json", b"plan: pro", {"invalid_json"}),
-    ("invalid-utf8", raw_plan(account_id="acc-1").replace(b"acc-1", b"acc-\xff"), {
-        "invalid_json"}),
+    ("invalid-utf8", raw_plan(account_id="acc-1").replace(b"acc-1", b"acc-\xff"), {"invalid_json"}),
     ("nan", raw_plan()[:-1] + b', "x": NaN}', {"invalid_json"}),
     ("top-level-array", b"[" + raw_plan() + b"]", {"not_object"}),
     ("top-level-null", b"null", {"not_object"}),
@@ -139,62 +147,76 @@ PLAN_AT = [
     ("effective-exactly-at-charge", [("pro", False, NOV15)], NOV15, ("pro", False, 500)),
     (
         "effective-1ms-after-charge",
-        [("pro", False, "2026-11-15T12:00:00.001Z")], NOV15, ("standard", False, 100),
+        [("pro", False, "2026-11-15T12:00:00.001Z")],
+        NOV15,
+        ("standard", False, 100),
     ),
     ("future-record-not-yet", [("pro", True, DEC1)], NOV15, ("standard", False, 100)),
     (
         "greatest-effective-at-before",
         [("standard", False, NOV1), ("pro", False, NOV10), ("pro", True, NOV20)],
-        NOV15, ("pro", False, 500),
+        NOV15,
+        ("pro", False, 500),
     ),
     (
         "read-order-irrelevant-for-distinct-times",
         [("pro", True, NOV20), ("pro", False, NOV10), ("standard", False, NOV1)],
-        NOV15, ("pro", False, 500),
+        NOV15,
+        ("pro", False, 500),
     ),
     (
         "tie-later-read-wins",
         [("pro", True, NOV10), ("standard", False, NOV10)],
-        NOV15, ("standard", False, 100),
+        NOV15,
+        ("standard", False, 100),
     ),
     (
         "tie-later-read-wins-reversed",
         [("standard", False, NOV10), ("pro", True, NOV10)],
-        NOV15, ("pro", True, 10_000),
+        NOV15,
+        ("pro", True, 10_000),
     ),
     (
         "tie-three-records",
         [("pro", True, NOV10), ("standard", True, NOV10), ("pro", False, NOV10)],
-        NOV15, ("pro", False, 500),
+        NOV15,
+        ("pro", False, 500),
     ),
     (
         "tie-earlier-time-read-last-loses",
         [("pro", True, NOV10), ("standard", False, NOV1)],
-        NOV15, ("pro", True, 10_000),
+        NOV15,
+        ("pro", True, 10_000),
     ),
     (
         "pack-stays-on-months-later",
-        [("standard", True, "2026-09-01T00:00:00Z")], "2027-02-14T00:00:00Z",
+        [("standard", True, "2026-09-01T00:00:00Z")],
+        "2027-02-14T00:00:00Z",
         ("standard", True, 500),
     ),
     (
         "pack-switched-off",
         [("standard", True, "2026-09-01T00:00:00Z"), ("standard", False, NOV1)],
-        NOV15, ("standard", False, 100),
+        NOV15,
+        ("standard", False, 100),
     ),
     (
         "pack-bought-mid-month-before",
         [("standard", False, NOV1), ("standard", True, NOV20)],
-        NOV15, ("standard", False, 100),
+        NOV15,
+        ("standard", False, 100),
     ),
     (
         "pack-bought-mid-month-after",
         [("standard", False, NOV1), ("standard", True, NOV10)],
-        NOV15, ("standard", True, 500),
+        NOV15,
+        ("standard", True, 500),
     ),
     (
         "before-first-record-default",
-        [("pro", False, NOV1)], "2026-10-31T23:59:59.999Z", ("standard", False, 100),
+        [("pro", False, NOV1)],
+        "2026-10-31T23:59:59.999Z",
+        ("standard", False, 100),
     ),
 ]
 

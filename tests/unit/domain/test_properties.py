@@ -34,9 +34,7 @@ from tests.unit.domain.conftest import (
 )
 
 ORDER_DEPENDENT = ("revision", "billable_at", "billing_month")
-SETTINGS = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @dataclass(frozen=True)

@@ -80,10 +80,14 @@ def test_apply_stats_change(changes, expected):
 
 def test_stats_record_has_every_outcome():
     assert stats_record("acc-1", "2026-11", None) == {
-        "account_id": "acc-1", "month": "2026-11", **counts(),
+        "account_id": "acc-1",
+        "month": "2026-11",
+        **counts(),
     }
     assert stats_record("acc-1", "2026-11", counts(unengaged=3)) == {
-        "account_id": "acc-1", "month": "2026-11", **counts(unengaged=3),
+        "account_id": "acc-1",
+        "month": "2026-11",
+        **counts(unengaged=3),
     }
 
 
@@ -138,11 +142,19 @@ def test_many_conversations_per_account_and_month():
     harness = Harness()
     harness.feed(
         ev(TRIGGERED, "2026-10-31T23:59:59.999Z", conv="f"),
-        ev(TRIGGERED, 1, conv="a"), ev(CLICK, 2, conv="a"), ev(LEFT, 3, conv="a"),
-        ev(TRIGGERED, 1, conv="b"), ev(VISITOR_MSG, 2, conv="b"), ev(LEFT, 3, conv="b"),
-        ev(VISITOR_MSG, 1, conv="c"), ev(AGENT_MSG, 2, conv="c"), ev(LEFT, 3, conv="c"),
-        ev(TRIGGERED, 1, conv="d"), ev(LEFT, 3, conv="d"),
-        ev(TRIGGERED, 1, conv="e", account="acc-2"), ev(CLICK, 2, conv="e", account="acc-2"),
+        ev(TRIGGERED, 1, conv="a"),
+        ev(CLICK, 2, conv="a"),
+        ev(LEFT, 3, conv="a"),
+        ev(TRIGGERED, 1, conv="b"),
+        ev(VISITOR_MSG, 2, conv="b"),
+        ev(LEFT, 3, conv="b"),
+        ev(VISITOR_MSG, 1, conv="c"),
+        ev(AGENT_MSG, 2, conv="c"),
+        ev(LEFT, 3, conv="c"),
+        ev(TRIGGERED, 1, conv="d"),
+        ev(LEFT, 3, conv="d"),
+        ev(TRIGGERED, 1, conv="e", account="acc-2"),
+        ev(CLICK, 2, conv="e", account="acc-2"),
     )
     harness.end_all()
     assert harness.stats == {
