@@ -47,24 +47,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def read_lines(path: Path, chunk_bytes: int = 1024 * 1024) -> Iterator[tuple[int, bytes]]:
-    """``(0-based line number, line without its end)`` for every non-blank line.
+def read_chunks(path: Path, chunk_bytes: int = 1024 * 1024) -> Iterator[list[bytes]]:
+    """The file's lines (without ``\n``, blank ones included), a list per large read.
 
-    Reads large chunks and splits them, which is several times cheaper per line
-    than iterating over the file object.
+    Splitting large reads is several times cheaper per line than iterating
+    over the file object.
     """
-    number = 0
     tail = b""
     with path.open("rb") as handle:
         while chunk := handle.read(chunk_bytes):
             lines = (tail + chunk).split(b"\n")
             tail = lines.pop()
-            for line in lines:
-                if line and not line.isspace():
-                    yield number, line.removesuffix(b"\r")
-                number += 1
-    if tail and not tail.isspace():
-        yield number, tail.removesuffix(b"\r")
+            yield lines
+    if tail:
+        yield [tail]
+
+
+def read_lines(path: Path, chunk_bytes: int = 1024 * 1024) -> Iterator[tuple[int, bytes]]:
+    """``(0-based line number, line without its end)`` for every non-blank line."""
+    number = 0
+    for lines in read_chunks(path, chunk_bytes):
+        for line in lines:
+            if line and not line.isspace():
+                yield number, line.removesuffix(b"\r")
+            number += 1
 
 
 def _check_input(path_text: str, what: str) -> Path:
@@ -83,17 +89,16 @@ def replay_files(
     if plans is not None:
         for offset, raw in read_lines(plans):
             engine.add_plan(raw, plans.name, offset)
-    lines = read_lines(events)
+    chunks = read_chunks(events)
     if progress:
-        lines = _with_progress(lines, events)
-    engine.add_events(lines, events.name)
+        chunks = _with_progress(chunks, events)
+    engine.add_event_lines(chunks, events.name)
     return engine.finish()
 
 
-def _with_progress(lines: Iterator[tuple[int, bytes]], path: Path) -> Iterator[tuple[int, bytes]]:
+def _with_progress(chunks: Iterator[list[bytes]], path: Path) -> Iterator[list[bytes]]:
     from rich.progress import (
         BarColumn,
-        MofNCompleteColumn,
         Progress,
         TextColumn,
         TimeRemainingColumn,
@@ -101,21 +106,12 @@ def _with_progress(lines: Iterator[tuple[int, bytes]], path: Path) -> Iterator[t
     )
 
     total = path.stat().st_size
-    columns = (
-        TextColumn("replaying"),
-        BarColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        MofNCompleteColumn(),
-    )
+    columns = (TextColumn("replaying"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=True) as bar:
         task = bar.add_task("replay", total=total)
-        done = 0
-        for count, (offset, raw) in enumerate(lines, 1):
-            done += len(raw) + 1
-            if count % 20_000 == 0:
-                bar.update(task, completed=done)
-            yield offset, raw
+        for lines in chunks:
+            yield lines
+            bar.advance(task, sum(map(len, lines)) + len(lines))
         bar.update(task, completed=total)
 
 

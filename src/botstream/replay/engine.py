@@ -10,7 +10,7 @@ about terminals or flags (see :mod:`botstream.commands.replay`).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -137,24 +137,34 @@ class ReplayEngine:
         if outputs:
             self._publish(outputs)
 
-    def add_events(self, lines: Iterator[tuple[int, bytes]], source: str) -> None:
-        """Process many ``(offset, raw)`` events; the hot loop of a replay.
+    def add_event_lines(self, chunks: Iterable[list[bytes]], source: str) -> None:
+        """Process a file's lines, given as consecutive lists; the hot loop of a replay.
 
-        The same steps as :meth:`add_event`, with lookups hoisted out of the loop.
+        Lines are numbered from 0 across the lists; blank (empty or whitespace)
+        lines are skipped but counted, and one trailing ``\r`` is dropped. The
+        steps are those of :meth:`add_event`, with lookups hoisted out of the loop.
         """
         process = self.partition.process
         publish = self._publish
         max_bytes = self.config.max_event_bytes
+        number = -1
         count = 0
-        for offset, raw in lines:
-            count += 1
-            try:
-                outputs = process(decode_event(raw, max_bytes))
-            except InvalidRecord as error:
-                self._dead(error, source, offset, raw)
-                continue
-            if outputs:
-                publish(outputs)
+        for lines in chunks:
+            for raw in lines:
+                number += 1
+                # Only a line that does not start with "{" can be blank.
+                if not raw or (raw[0] != 123 and raw.isspace()):
+                    continue
+                if raw[-1] == 13:  # "\r" of a CRLF line end
+                    raw = raw[:-1]
+                count += 1
+                try:
+                    outputs = process(decode_event(raw, max_bytes))
+                except InvalidRecord as error:
+                    self._dead(error, source, number, raw)
+                    continue
+                if outputs:
+                    publish(outputs)
         self.result.events_read += count
 
     def finish(self) -> ReplayResult:

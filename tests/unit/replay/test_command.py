@@ -157,3 +157,25 @@ def test_bad_input_gives_one_line(
     assert message in err
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 7, 1 << 20])
+def test_replay_numbers_lines_like_read_lines(tmp_path: Path, chunk_bytes: int) -> None:
+    """Dead letters carry the 0-based line number, blank lines counted, CRLF accepted."""
+    from botstream.commands.replay import read_chunks
+    from botstream.domain.config import DomainConfig
+    from botstream.replay.engine import ReplayEngine
+
+    good = (
+        b'{"event_id":"e1","type":"chatbot.triggered","occurred_at":"2026-11-24T20:00:00Z",'
+        b'"account_id":"acc-1","conversation_id":"c-1"}'
+    )
+    data = b"\n  \n" + good + b"\r\nbad one\r\n\t\n not json\n" + good.replace(b"e1", b"e2")
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(data)
+    engine = ReplayEngine(DomainConfig())
+    engine.add_event_lines(read_chunks(path, chunk_bytes), path.name)
+    result = engine.finish()
+    assert result.events_read == len(list(read_lines(path))) == 4
+    assert [letter["offset"] for letter in result.dead_letters] == [3, 5]
+    assert result.dead_letters[0]["value"] == "YmFkIG9uZQ=="  # "bad one", without the \r
