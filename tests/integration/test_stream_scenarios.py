@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 import orjson
 import pytest
 
-from botstream.domain.timefmt import format_timestamp, parse_timestamp_ms
+from botstream.domain.timefmt import parse_timestamp_ms
 from botstream.stream.topology import build_stages
 from tests.integration.conftest import produce, read_committed
 from tests.unit.schema_helpers import validator
@@ -17,19 +16,14 @@ from tests.unit.schema_helpers import validator
 pytestmark = pytest.mark.integration
 
 
-# The live stream's event time follows the wall clock when a partition is idle, so
-# these scenarios happen "today": the written times are shifted to start an hour
-# before now (outcomes would otherwise end by inactivity as each event arrives).
-_WRITTEN_BASE = parse_timestamp_ms("2026-11-24T20:00:00Z")
-_SHIFT = (int(time.time() * 1000) - 3_600_000) // 1000 * 1000 - _WRITTEN_BASE
-
-
-def shifted(at: str) -> str:
-    """A scenario time moved to the test's day (UTC, milliseconds)."""
-    return format_timestamp(parse_timestamp_ms(at) + _SHIFT)
-
-
-MONTH = shifted("2026-11-24T21:00:00Z")[:7]
+# The live stream's event time follows the wall clock when a partition is idle
+# (SPEC section 4), so each test gives the stages a clock set just after its
+# scenario: with the real clock, events dated more than the idle timeout ago would
+# end their conversation as each arrived.
+def clock_at(at: str):
+    """A fixed wall clock for the stages."""
+    seconds = parse_timestamp_ms(at) / 1000
+    return lambda: seconds
 
 
 def event(event_id: str, type_: str, at: str, conversation: str, **data: str) -> tuple:
@@ -37,7 +31,7 @@ def event(event_id: str, type_: str, at: str, conversation: str, **data: str) ->
     value = {
         "event_id": event_id,
         "type": type_,
-        "occurred_at": shifted(at),
+        "occurred_at": at,
         "account_id": "acc-17",
         "conversation_id": conversation,
         "visitor_id": "v-77",
@@ -79,9 +73,9 @@ TRANSFERRED = [  # SPEC section 1: the visitor ignores the buttons and writes to
 
 
 @contextlib.asynccontextmanager
-async def running(settings):
+async def running(settings, clock):
     """The three stages running in this event loop."""
-    stages = build_stages(settings)
+    stages = build_stages(settings, clock=clock)
     tasks = [asyncio.create_task(stage.run()) for stage in stages.values()]
     try:
         yield stages
@@ -102,7 +96,7 @@ async def test_spec_scenarios(stream_settings) -> None:
         "effective_at": "2020-01-01T00:00:00Z",
     }
     await produce(settings, topics.plans, [(b"acc-17", orjson.dumps(plan))])
-    async with running(settings):
+    async with running(settings, clock_at("2026-11-24T20:31:00Z")):
         await asyncio.sleep(3)  # the plan is read before the events
         await produce(settings, topics.events, RESOLVED + TRANSFERRED + [(b"x", b"not json")])
         outcomes = await read_committed(
@@ -121,10 +115,10 @@ async def test_spec_scenarios(stream_settings) -> None:
         "outcome": "resolved_by_chatbot",
         "chatbot_role": "started",
         "billable": True,
-        "billable_at": shifted("2026-11-24T20:15:00.123Z"),
-        "billing_month": shifted("2026-11-24T20:15:00.123Z")[:7],
-        "started_at": shifted("2026-11-24T20:14:51Z"),
-        "ended_at": shifted("2026-11-24T20:16:30Z"),
+        "billable_at": "2026-11-24T20:15:00.123Z",
+        "billing_month": "2026-11",
+        "started_at": "2026-11-24T20:14:51.000Z",
+        "ended_at": "2026-11-24T20:16:30.000Z",
         "end_reason": "visitor_left",
         "counts": {"events": 6, "chatbot_clicks": 2, "visitor_messages": 0, "agent_messages": 0},
     }
@@ -134,14 +128,14 @@ async def test_spec_scenarios(stream_settings) -> None:
     assert usage == [
         {
             "account_id": "acc-17",
-            "month": shifted("2026-11-24T20:15:00.123Z")[:7],
+            "month": "2026-11",
             "plan": "standard",
             "chatbot_pack": False,
             "limit": 100,
             "used": 1,
             "remaining": 99,
             "over_limit": 0,
-            "updated_at": shifted("2026-11-24T20:15:00.123Z"),
+            "updated_at": "2026-11-24T20:15:00.123Z",
         }
     ]
     assert dead[0]["error"].startswith("invalid_json: ")
@@ -174,7 +168,7 @@ async def test_account_crossing_its_limit_raises_each_alert_once(stream_settings
             plan_limits={"standard": (2, 5), "pro": (500, 10_000)}, warning_percent=50
         ),
     )
-    async with running(settings):
+    async with running(settings, clock_at("2026-11-24T21:05:00Z")):
         records = [r for n in range(1, 4) for r in billable_conversation(n)]
         await produce(settings, settings.topics.events, records)
         alerts = await read_committed(settings, settings.topics.alerts, lambda rs: len(rs) >= 3)
@@ -185,9 +179,9 @@ async def test_account_crossing_its_limit_raises_each_alert_once(stream_settings
         ("quota.exceeded", 3, 2),
     ]
     assert [a["alert_id"] for a in alerts] == [
-        f"acc-17:{MONTH}:quota.warning:2",
-        f"acc-17:{MONTH}:quota.limit_reached:2",
-        f"acc-17:{MONTH}:quota.exceeded:2",
+        "acc-17:2026-11:quota.warning:2",
+        "acc-17:2026-11:quota.limit_reached:2",
+        "acc-17:2026-11:quota.exceeded:2",
     ]
     assert usage[-1]["used"] == 3
     assert usage[-1]["over_limit"] == 1
