@@ -37,6 +37,16 @@ async def stream_settings(kafka_bootstrap: str) -> Settings:
     return settings
 
 
+@pytest.fixture
+def pool(stream_settings, tmp_path):
+    """The test's ``botstream worker`` processes, all killed in teardown, whatever happened."""
+    from tests.integration.harness import WorkerPool
+
+    pool = WorkerPool(stream_settings, tmp_path / "workers")
+    yield pool
+    pool.close()
+
+
 async def produce(
     settings: Settings, topic: str, records: Iterable[tuple[bytes | None, bytes]]
 ) -> None:

@@ -34,14 +34,6 @@ from tests.integration.harness import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def pool(stream_settings, tmp_path):
-    """The test's worker processes, all killed in teardown, whatever happened."""
-    pool = WorkerPool(stream_settings, tmp_path / "workers")
-    yield pool
-    pool.close()
-
-
 async def _progress(outputs: Outputs) -> str:
     await outputs.catch_up()
     return (

@@ -15,7 +15,6 @@ import pytest
 
 from tests.integration.harness import (
     Outputs,
-    WorkerPool,
     compare_with_replay,
     exactly_once_problems,
     generate_log,
@@ -28,14 +27,6 @@ from tests.integration.harness import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def pool(stream_settings, tmp_path):
-    """The test's worker processes, all killed in teardown, whatever happened."""
-    pool = WorkerPool(stream_settings, tmp_path / "workers")
-    yield pool
-    pool.close()
 
 
 async def test_kafka_outputs_equal_replay(stream_settings, tmp_path, pool) -> None:

@@ -15,7 +15,6 @@ from botstream.domain.timefmt import month_of
 from botstream.stream.app import account_partition
 from tests.integration.harness import (
     Outputs,
-    WorkerPool,
     compare_with_replay,
     exactly_once_problems,
     generate_log,
@@ -26,14 +25,6 @@ from tests.integration.harness import (
 from tests.unit.schema_helpers import validator
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def pool(stream_settings, tmp_path):
-    """The test's worker processes, all killed in teardown, whatever happened."""
-    pool = WorkerPool(stream_settings, tmp_path / "workers")
-    yield pool
-    pool.close()
 
 
 BAD_MONTHS = ("2026-13", "2026-1", "2026-11-01", "nov-2026", "202611", "2026-00", " 2026-11")
