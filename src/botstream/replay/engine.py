@@ -76,12 +76,6 @@ class ReplayResult:
     charges: int = 0
     duplicates: int = 0
 
-    @property
-    def conversations(self) -> int:
-        """How many conversations have an outcome."""
-        store = self.store
-        return len(store) + sum(1 for cid in store.dropped if cid not in store)
-
     def outcome_records(self) -> Iterator[bytes]:
         """The latest outcome revision of every conversation, serialised.
 
