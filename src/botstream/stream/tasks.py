@@ -129,7 +129,15 @@ class ConversationTask:
             self.metrics.events_processed(self.partition, records, self.processor)
 
     def tick(self, now_ms: int, out: list[Output]) -> None:
-        """An idle partition's event time follows the wall clock (SPEC section 4)."""
+        """An idle partition's event time follows the wall clock (SPEC section 4).
+
+        A partition that has never had an event has no event time yet, and is
+        left so: advancing it would end nothing, and would make a backlog of
+        older events, arriving later, look idle on arrival (each event would
+        end its conversation at once, then reopen it with the next).
+        """
+        if self.processor.watermark is None:
+            return
         self._publish(self.processor.advance(now_ms), out)
 
     def _publish(self, outputs: Iterable, out: list[Output]) -> None:

@@ -113,6 +113,19 @@ def test_idle_tick_ends_open_conversations_by_inactivity() -> None:
     assert outcome["ended_at"] == "2026-11-24T20:00:00.000Z"
 
 
+def test_idle_tick_before_any_event_leaves_event_time_alone() -> None:
+    """A partition without events has no watermark; an older backlog is not idle on arrival."""
+    task = restored(ConversationTask, {})
+    out: list[Output] = []
+    task.tick(now_ms=1_795_550_400_000 + 86_400_000, out=out)
+    assert out == []
+    assert task.processor.watermark is None
+    backlog = [widget("e1", "chatbot.triggered", "2026-11-24T20:00:00Z")]
+    task.process(backlog, now_ms=1_795_550_400_000 + 86_400_000, out=out)
+    assert [o for o in out if o.topic == TOPICS.outcomes] == []
+    assert task.processor.watermark == 1_795_550_400_000
+
+
 def test_dropped_conversation_is_a_changelog_tombstone() -> None:
     """Retention drops ended state: the changelog gets a tombstone for it."""
     task = restored(ConversationTask, {})
