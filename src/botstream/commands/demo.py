@@ -1,9 +1,9 @@
-"""``botstream demo``: botstream on the embedded default, in one command.
+"""``botstream demo``: botstream doing its whole job on this machine, in one command.
 
-Starts a local Kafka broker (unless ``--bootstrap`` names one), creates
-botstream's topics and lists them, then generates simulated widget traffic
-and runs it through the rules with the offline replay, ending with a summary.
-The live worker joins this demo once the stream processor lands.
+Starts a local Kafka broker (unless ``--bootstrap`` names one), creates the
+topics, starts a worker, runs simulated widget traffic through it with a live
+view, and ends with a summary and where to look next. Ctrl-C stops
+everything cleanly.
 """
 
 from __future__ import annotations
@@ -11,58 +11,130 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import tempfile
+import os
 import time
 from pathlib import Path
 
-from botstream.commands.common import add_kafka_flags, settings_from_args
+from botstream.commands.common import add_config_flag, add_kafka_flags, settings_from_args
+from botstream.config import FLAG_FOR_ENV
 
 EXAMPLES = """\
 examples:
-  botstream demo                          # local broker, topics, 200,000 simulated events
-  botstream demo --events 50000 --seed 3
-  botstream demo --bootstrap kafka:9092   # use an existing cluster instead of a local broker
+  botstream demo                          # a minute of traffic: two simulated days
+  botstream demo --duration 20 --no-live  # shorter, with plain progress lines (for logs, CI)
+  botstream demo --stay                   # keep broker and worker up after the summary
+  botstream demo --bootstrap kafka:9092   # an existing (development!) cluster instead
+
+Everything the run leaves is in --dir (default .botstream-data/demo): the
+events and plan records it sent (replay them with botstream replay), the
+worker's log and summary.json.
 """
+
+
+def _positive(flag: str, kind=float):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+        return value
+
+    parse.__name__ = flag
+    return parse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` sub-command."""
     parser = subparsers.add_parser(
         "demo",
-        help="run botstream on the embedded default (local Kafka, simulated traffic)",
+        help="run botstream on the embedded default (local Kafka, worker, simulated traffic)",
         description=__doc__.splitlines()[0],
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--events",
-        type=int,
-        default=200_000,
+        "--duration",
+        type=_positive("--duration"),
+        default=60.0,
+        metavar="SECONDS",
+        help="wall time of simulated traffic (default 60)",
+    )
+    parser.add_argument(
+        "--speed",
+        type=_positive("--speed"),
+        default=2880.0,
+        metavar="X",
+        help="simulated time per wall time (default 2880: two days a minute)",
+    )
+    parser.add_argument(
+        "--accounts",
+        type=_positive("--accounts", int),
+        default=1000,
         metavar="N",
-        help="simulated events to process (default 200000)",
+        help="normal accounts, besides 3 hot ones that cross their limits (default 1000)",
     )
     parser.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
-    parser.add_argument("--keep", metavar="DIR", help="keep the generated log and results here")
+    parser.add_argument(
+        "--no-live", dest="live", action="store_false", help="progress lines, no live view"
+    )
+    parser.add_argument(
+        "--stay", action="store_true", help="keep broker and worker running after the summary"
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(".botstream-data/demo"),
+        metavar="DIR",
+        help="where the run's files go (default .botstream-data/demo)",
+    )
+    add_config_flag(parser)
     add_kafka_flags(parser)
     parser.set_defaults(func=run)
 
 
+def _worker_env(args: argparse.Namespace) -> dict[str, str]:
+    """The demo's ``BOTSTREAM_*`` environment and Kafka flags, for its worker."""
+    env = {k: v for k, v in os.environ.items() if k in FLAG_FOR_ENV}
+    for key, value in vars(args).items():
+        if key.startswith("env:") and value is not None:
+            env[key.removeprefix("env:")] = value
+    return env
+
+
 def run(args: argparse.Namespace) -> int:
-    """Start (or reach) Kafka, create the topics, then simulate and replay traffic."""
+    """Start (or reach) Kafka, create the topics, run the demo, stop what was started."""
     from rich.console import Console
 
-    from botstream.errors import ConfigError
+    from botstream.demo.runner import DemoOptions, prepare_folder, run_demo
     from botstream.kafka.local_broker import LocalKafka
     from botstream.kafka.topics import ensure_topics
 
-    if args.events < 1:
-        raise ConfigError("--events: must be at least 1")
-    console = Console()
     settings = settings_from_args(args)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        # Logs and CI: wide enough for the summary's lines, never the 80 columns default.
+        console = Console(highlight=False, width=120)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    local = getattr(args, "env:BOTSTREAM_BOOTSTRAP") is None and not os.environ.get(
+        "BOTSTREAM_BOOTSTRAP"
+    )
+    options = DemoOptions(
+        duration_s=args.duration,
+        speed=args.speed,
+        accounts=args.accounts,
+        seed=args.seed,
+        live=args.live and console.is_terminal,
+        stay=args.stay,
+        folder=args.dir,
+        worker_env=_worker_env(args),
+        config_file=args.config,
+    )
+    prepare_folder(args.dir, fresh_state=local)
     broker = None
     try:
-        if getattr(args, "env:BOTSTREAM_BOOTSTRAP") is None:
+        if local:
             console.print("[bold]1.[/] starting a local Apache Kafka broker ...")
             broker = LocalKafka()
             started = time.perf_counter()
@@ -77,39 +149,13 @@ def run(args: argparse.Namespace) -> int:
             console.print(
                 f"   {status.spec.name:<28} {status.partitions:>2} partitions  {status.spec.policy}"
             )
-        console.print(
-            f"[bold]3.[/] simulating {args.events:,} widget events and "
-            "replaying them through the rules"
-        )
-        with tempfile.TemporaryDirectory() as scratch:
-            folder = Path(args.keep) if args.keep else Path(scratch)
-            _simulate_and_replay(folder, args.events, args.seed, settings, console)
+        console.print("[bold]3.[/] starting a worker and the simulated traffic")
+        result = asyncio.run(run_demo(options, settings, console))
     finally:
         if broker is not None:
             broker.stop()
             console.print("local broker stopped")
+    if result.interrupted:
+        console.print("stopped early (Ctrl-C); the summary above covers what was processed")
+        return 130
     return 0
-
-
-def _simulate_and_replay(folder: Path, events: int, seed: int, settings, console) -> None:
-    from botstream.commands.replay import replay_files, write_results
-    from botstream.replay.engine import ReplayEngine
-    from botstream.replay.summary import print_summary
-    from botstream.sim.generator import SimConfig, TrafficSimulator
-
-    folder.mkdir(parents=True, exist_ok=True)
-    simulator = TrafficSimulator(SimConfig(seed=seed, count=events))
-    log, plans = folder / "events.jsonl", folder / "plans.jsonl"
-    plans.write_bytes(b"".join(r.value + b"\n" for r in simulator.plan_records()))
-    with log.open("wb") as handle:
-        for record in simulator.events():
-            handle.write(record.value + b"\n")
-    started = time.perf_counter()
-    result = replay_files(log, plans, ReplayEngine(settings.domain))
-    elapsed = time.perf_counter() - started
-    counts = write_results(result, folder / "out")
-    print_summary(result, counts, folder / "out", elapsed, console)
-    console.print(
-        f"\nnext: botstream replay {log.name} --plans {plans.name} --out out/   "
-        "(same rules, your own log)"
-    )

@@ -68,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--out", metavar="FILE", help="write events as JSONL to FILE (- for stdout)")
     out.add_argument("--plans-out", metavar="FILE", help="write plan records as JSONL to FILE")
+    out.add_argument(
+        "--only",
+        choices=["plans", "events"],
+        help="with Kafka: produce only the plan records, or only the events (load the "
+        "plans first, then send events once botstream has read them)",
+    )
     out.add_argument("--quiet", action="store_true", help="no progress and no summary")
 
     run = parser.add_argument_group("how much and how fast")
@@ -225,6 +231,8 @@ def run_command(args: argparse.Namespace) -> int:
         raise ConfigError("--out and --bootstrap: give one of them (a file or Kafka)")
     if args.plans_out is not None and not to_file:
         raise ConfigError("--plans-out needs --out (with Kafka, plans go to their topic)")
+    if args.only is not None and to_file:
+        raise ConfigError("--only is for Kafka; with --out, plans go to --plans-out if given")
     settings = None if to_file else settings_from_args(args)
     config, speed, rate = build_config(args, int(time.time() * 1000), to_file)
     sim = TrafficSimulator(config)
@@ -249,7 +257,7 @@ def run_command(args: argparse.Namespace) -> int:
         target = "stdout" if args.out == "-" else args.out
         plans_target = args.plans_out
     else:
-        report = asyncio.run(_produce(sim, settings, pacer, progress))
+        report = asyncio.run(_produce(sim, settings, pacer, progress, args.only))
         target = f"{settings.topics.events} at {settings.bootstrap_servers}"
         plans_target = settings.topics.plans
     if progress is not None:
@@ -260,16 +268,27 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 async def _produce(
-    sim: TrafficSimulator, settings: Settings, pacer: Pacer, progress: ProgressCallback | None
+    sim: TrafficSimulator,
+    settings: Settings,
+    pacer: Pacer,
+    progress: ProgressCallback | None,
+    only: str | None = None,
 ) -> RunReport:
-    from botstream.sim.runner import produce
+    from botstream.sim.runner import RunReport, produce, produce_events, produce_plans
     from botstream.sim.sinks import KafkaSink
 
     # aiokafka logs connection failures itself; the sink turns them into one
     # KafkaUnavailableError line, so its own log would only repeat it.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     async with KafkaSink(settings) as sink:
-        return await produce(sim, sink, pacer, progress)
+        if only is None:
+            return await produce(sim, sink, pacer, progress)
+        started = time.perf_counter()
+        if only == "plans":
+            plans, records = await produce_plans(sim, sink), 0
+        else:
+            plans, records = 0, await produce_events(sim, sink, pacer, progress)
+        return RunReport(records, plans, time.perf_counter() - started)
 
 
 def _progress_line(stats: SimStats) -> None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from botstream.sim.generator import SimStats, TrafficSimulator
+from botstream.sim.generator import Record, SimStats, TrafficSimulator
 from botstream.sim.sinks import FileSink, KafkaSink
 
 #: Waits shorter than this are skipped (and caught up on the next record).
@@ -125,20 +125,50 @@ async def produce(
     account's plan before the first charge.
     """
     started = time.perf_counter()
+    plans = await produce_plans(sim, sink)
+    await produce_events(sim, sink, pacer, progress)
+    return RunReport(sim.stats.records, plans, time.perf_counter() - started)
+
+
+async def produce_plans(sim: TrafficSimulator, sink: KafkaSink) -> int:
+    """Produce the plan records of ``sim`` and wait for their acknowledgement; return how many."""
     plans = sim.plan_records()
     for record in plans:
         await sink.send(record)
     await sink.flush()
+    return len(plans)
+
+
+async def produce_events(
+    sim: TrafficSimulator,
+    sink: KafkaSink,
+    pacer: Pacer | None = None,
+    progress: ProgressCallback | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+    on_record: Callable[[Record], None] | None = None,
+) -> int:
+    """Produce the events of ``sim`` (paced by ``pacer``) until done or ``stop`` is set.
+
+    ``on_record`` sees every record after it was queued (the demo keeps a copy
+    of the log with it). Returns the number of records produced, all acknowledged.
+    """
     paced = pacer is not None and pacer.active
     next_progress = time.monotonic() + PROGRESS_EVERY_S
+    sent = 0
     for index, record in enumerate(sim.events()):
+        if stop is not None and stop.is_set():
+            break
         if paced:
             wait = pacer.wait_s(record.at_ms, index)
             if wait > MIN_SLEEP_S:
                 await asyncio.sleep(wait)
         await sink.send(record)
+        sent += 1
+        if on_record is not None:
+            on_record(record)
         if progress is not None and index % 256 == 0 and time.monotonic() >= next_progress:
             next_progress += PROGRESS_EVERY_S
             progress(sim.stats)
     await sink.flush()
-    return RunReport(sim.stats.records, len(plans), time.perf_counter() - started)
+    return sent
