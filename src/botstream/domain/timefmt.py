@@ -19,6 +19,7 @@ _RFC3339 = re.compile(
 _DAYS_BEFORE_MONTH = (0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
 _DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _MS_PER_DAY = 86_400_000
+_MS_PER_HOUR = 3_600_000
 
 
 def _is_leap(year: int) -> bool:
@@ -37,27 +38,28 @@ def parse_timestamp_ms(text: object) -> int | None:
     """Epoch milliseconds of a strict RFC 3339 timestamp, or ``None`` if it is not one."""
     if type(text) is not str:
         return None
-    # Fast path for the canonical form ``YYYY-MM-DDThh:mm:ss.mmmZ`` whose minute was
-    # already seen: the cache only holds prefixes that passed the full pattern.
-    if len(text) == 24 and text[23] == "Z" and text[19] == "." and text[16] == ":":
-        minute_start = MINUTE_STARTS.get(text[:16])
-        if minute_start is not None:
-            # Table lookups both check and convert the seconds and milliseconds.
-            seconds = SECONDS_MS.get(text[17:19])
-            millis = MILLIS.get(text[20:23])
-            if seconds is not None and millis is not None:
-                return minute_start + seconds + millis
+    # The canonical form ``YYYY-MM-DDThh:mm:ss.mmmZ`` of an hour already seen costs
+    # three table lookups: each slice must be a key, which checks every character.
+    try:
+        return (
+            HOUR_STARTS[text[:13]]
+            + MINUTE_SECOND_OFFSETS[text[13:19]]
+            + MILLISECOND_OFFSETS[text[19:]]
+        )
+    except KeyError:
+        pass
     if _RFC3339.fullmatch(text) is None:
         return None
-    minute_start = MINUTE_STARTS.get(text[:16])
-    if minute_start is None:
-        minute_start = _minute_start(text)
-        if minute_start is None:
+    hour_start = HOUR_STARTS.get(text[:13])
+    if hour_start is None:
+        hour_start = _hour_start(text)
+        if hour_start is None:
             return None
-        if len(MINUTE_STARTS) >= _MINUTE_CACHE_SIZE:
-            MINUTE_STARTS.clear()
-        MINUTE_STARTS[text[:16]] = minute_start
-    ms = minute_start + int(text[17:19]) * 1000
+        if len(HOUR_STARTS) >= _HOUR_CACHE_SIZE:
+            HOUR_STARTS.clear()
+        HOUR_STARTS[text[:13]] = hour_start
+    # The pattern matched ``:mm:ss`` with both in 00-59, so this is a table hit.
+    ms = hour_start + MINUTE_SECOND_OFFSETS[text[13:19]]
     rest = text[19:]
     if rest == "Z":
         return ms
@@ -71,22 +73,27 @@ def parse_timestamp_ms(text: object) -> int | None:
     return ms - offset if rest[0] == "+" else ms + offset
 
 
-#: ``YYYY-MM-DDThh:mm`` -> epoch ms, for prefixes that passed the full pattern.
-#: Calendar arithmetic and the day-of-month check then run once per minute seen.
+#: ``YYYY-MM-DDThh`` -> epoch ms, for prefixes that passed the full pattern.
+#: Calendar arithmetic and the day-of-month check then run once per hour seen.
 #: Public, with the two tables below, for the event decoder's inlined fast path.
-MINUTE_STARTS: dict[str, int] = {}
-_MINUTE_CACHE_SIZE = 100_000
-SECONDS_MS = {f"{n:02d}": n * 1000 for n in range(60)}
-MILLIS = {f"{n:03d}": n for n in range(1000)}
+HOUR_STARTS: dict[str, int] = {}
+_HOUR_CACHE_SIZE = 10_000
+#: ``:mm:ss`` -> milliseconds into the hour (every valid minute and second).
+MINUTE_SECOND_OFFSETS = {
+    f":{minute:02d}:{second:02d}": (minute * 60 + second) * 1000
+    for minute in range(60)
+    for second in range(60)
+}
+#: ``.mmmZ`` -> milliseconds: the canonical fraction and UTC designator.
+MILLISECOND_OFFSETS = {f".{n:03d}Z": n for n in range(1000)}
 
 
-def _minute_start(text: str) -> int | None:
-    """Epoch ms of ``YYYY-MM-DDThh:mm`` (a prefix the pattern matched), None for a bad day."""
+def _hour_start(text: str) -> int | None:
+    """Epoch ms of ``YYYY-MM-DDThh`` (a prefix the pattern matched), None for a bad day."""
     year, month, day = int(text[:4]), int(text[5:7]), int(text[8:10])
     if day > 28 and day > _DAYS_IN_MONTH[month] + (month == 2 and _is_leap(year)):
         return None
-    hours, minutes = int(text[11:13]), int(text[14:16])
-    return _days_from_epoch(year, month, day) * _MS_PER_DAY + (hours * 60 + minutes) * 60_000
+    return _days_from_epoch(year, month, day) * _MS_PER_DAY + int(text[11:13]) * _MS_PER_HOUR
 
 
 def _civil_from_days(days: int) -> tuple[int, int, int]:
@@ -120,11 +127,31 @@ _DAY_CACHE_SIZE = 10_000
 
 def format_timestamp(ms: int) -> str:
     """``YYYY-MM-DDThh:mm:ss.mmmZ`` in UTC for epoch milliseconds."""
-    days, rest = divmod(ms, _MS_PER_DAY)
+    hour, rest = divmod(ms, _MS_PER_HOUR)
+    prefix = _HOUR_TEXTS.get(hour)
+    if prefix is None:
+        prefix = _hour_text(hour)
+    minutes, rest = divmod(rest, 60_000)
     seconds, millis = divmod(rest, 1000)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    return f"{_day_strings(days)[0]}{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
+    return f"{prefix}{_MINUTE_TEXTS[minutes]}{_SECOND_TEXTS[seconds]}{_MILLISECOND_TEXTS[millis]}"
+
+
+def _hour_text(hour: int) -> str:
+    """``YYYY-MM-DDThh:`` of an hour number since the epoch, cached."""
+    days, hour_of_day = divmod(hour, 24)
+    text = f"{_day_strings(days)[0]}{hour_of_day:02d}:"
+    if len(_HOUR_TEXTS) >= _HOUR_CACHE_SIZE:
+        _HOUR_TEXTS.clear()
+    _HOUR_TEXTS[hour] = text
+    return text
+
+
+# Formatting is string concatenation of cached parts: several times cheaper than
+# computing and formatting every field, and outcome records need three per record.
+_HOUR_TEXTS: dict[int, str] = {}
+_MINUTE_TEXTS = tuple(f"{n:02d}:" for n in range(60))
+_SECOND_TEXTS = tuple(f"{n:02d}." for n in range(60))
+_MILLISECOND_TEXTS = tuple(f"{n:03d}Z" for n in range(1000))
 
 
 def month_of(ms: int) -> str:
