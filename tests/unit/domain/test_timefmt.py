@@ -154,7 +154,7 @@ def test_parse_month(text, bounds):
     assert parse_month(text) == expected
 
 
-# Parsing caches work per minute; a warmed-up minute must not relax any check.
+# Parsing caches work per hour; a warmed-up hour must not relax any check.
 # (case id, text parsed first, text parsed next, the next one in UTC or None)
 SAME_MINUTE = [
     ("seconds-60", "2026-11-24T20:15:00.000Z", "2026-11-24T20:15:60.000Z", None),
@@ -188,6 +188,15 @@ SAME_MINUTE = [
         "2026-11-24T22:16:00.000+01:00",
         "2026-11-24T22:16:01.000Z",
         "2026-11-24T22:16:01Z",
+    ),
+    ("other-minute-seconds-60", "2026-11-24T20:15:00.000Z", "2026-11-24T20:16:60.000Z", None),
+    ("minute-60-same-hour", "2026-11-24T20:15:00.000Z", "2026-11-24T20:60:00.000Z", None),
+    ("minute-one-digit", "2026-11-24T20:15:00.000Z", "2026-11-24T20:5:00.000Z", None),
+    (
+        "last-minute-of-hour",
+        "2026-11-24T20:15:00.000Z",
+        "2026-11-24T20:59:59.999Z",
+        "2026-11-24T20:59:59.999Z",
     ),
     (
         "bad-day-not-cached",
