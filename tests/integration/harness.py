@@ -1016,3 +1016,86 @@ def rng_for(request_name: str) -> random.Random:
     seed = int(os.environ.get("BOTSTREAM_TEST_SEED") or time.time_ns() % 1_000_000)
     log_line(f"{request_name}: kill timing seed {seed} (set BOTSTREAM_TEST_SEED to repeat)")
     return random.Random(seed)
+
+
+# -- one settled run shared by several tests (ops commands, billing example) ----------
+
+
+async def isolated_settings(bootstrap: str, partitions: int = 4) -> Settings:
+    """Settings with topics and groups of their own, topics created (as ``stream_settings``)."""
+    import uuid
+    from dataclasses import replace
+
+    from botstream.config import load_settings
+    from botstream.kafka.topics import ensure_topics
+
+    prefix = f"m{uuid.uuid4().hex[:8]}-"
+    names = TopicNames(
+        **{f.name: prefix + getattr(TopicNames(), f.name) for f in fields(TopicNames)}
+    )
+    settings = replace(
+        load_settings(env={}),
+        bootstrap_servers=bootstrap,
+        app_id=prefix + "botstream",
+        topics=names,
+        partitions=partitions,
+    )
+    await ensure_topics(settings)
+    return settings
+
+
+@dataclass
+class SettledRun:
+    """A worker that processed a whole simulated log, and what it committed."""
+
+    settings: Settings
+    log: SimLog
+    replay: ReplayOutputs
+    worker: WorkerProcess
+    #: The committed alerts, in log order per partition.
+    alerts: list[dict]
+    #: The last committed outcome of every conversation, and how many outcome records.
+    outcomes: dict[str, dict]
+    outcome_records: int
+
+
+async def settled_run(
+    settings: Settings,
+    directory: Path,
+    pool: WorkerPool,
+    *,
+    count: int,
+    seed: int,
+    accounts: int = 30,
+    plan_limits: str = PLAN_LIMITS,
+) -> SettledRun:
+    """Run one worker of ``pool`` on a simulated log until it settled; checked against the replay.
+
+    Plans first, then events, as the replay reads them; the worker keeps
+    running afterwards (for the read API). Few ``accounts`` and low
+    ``plan_limits`` make a small log cross limits.
+    """
+    log = generate_log(directory / "log", count=count, seed=seed, accounts=accounts)
+    log.env["BOTSTREAM_PLAN_LIMITS"] = plan_limits
+    replay = run_replay(log, directory / "replay")
+    worker = pool.add("worker", log.env)
+    async with Outputs(settings) as outputs:
+        await produce(settings, settings.topics.plans, log.plans)
+        worker.start()
+        await pool.wait_owning([worker])
+        await outputs.wait_plans_read(len(log.plans))
+        await produce(settings, settings.topics.events, log.events)
+        await outputs.wait_settled(
+            set(replay.outcomes), len(replay.dead_letters), timeout_s=90, alive=[worker]
+        )
+        problems = compare_with_replay(log, outputs, replay)
+        assert not problems, "\n".join(problems) + "\n" + pool.report()
+        return SettledRun(
+            settings,
+            log,
+            replay,
+            worker,
+            outputs.values("alerts"),
+            outputs.latest_outcomes(),
+            len(outputs.records("outcomes")),
+        )

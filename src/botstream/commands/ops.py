@@ -427,11 +427,11 @@ async def read_alerts(
     are reported on stderr and skipped.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.errors import KafkaConnectionError
 
     from botstream.kafka.topics import CONNECT_TIMEOUT_S, kafka_client_kwargs
 
     topic = settings.topics.alerts
+    partitions = [TopicPartition(topic, p) for p in await topic_partitions(settings, topic)]
     consumer = AIOKafkaConsumer(
         **kafka_client_kwargs(settings),
         group_id=None,
@@ -443,25 +443,11 @@ async def read_alerts(
     try:
         try:
             await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_S)
-            topics = await asyncio.wait_for(consumer.topics(), CONNECT_TIMEOUT_S)
         except Exception as exc:
-            if isinstance(exc, TimeoutError):
-                reason = "no answer in time"
-            elif isinstance(exc, KafkaConnectionError):
-                reason = "connection failed"
-            else:
-                reason = str(exc) or type(exc).__name__
             raise KafkaUnavailableError(
-                f"cannot reach Kafka at {settings.bootstrap_servers} ({reason}); "
-                "start one with `botstream kafka start` or set --bootstrap"
+                f"cannot read from Kafka at {settings.bootstrap_servers} "
+                f"({str(exc) or type(exc).__name__})"
             ) from None
-        if topic not in topics:
-            raise ConfigError(
-                f"topic {topic} does not exist; create it with: botstream topics create"
-            )
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
         consumer.assign(partitions)
         if from_beginning:
             await consumer.seek_to_beginning(*partitions)
@@ -502,6 +488,36 @@ async def read_alerts(
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
+
+
+async def topic_partitions(settings: Settings, topic: str) -> list[int]:
+    """The partition ids of ``topic``; a one-line error when Kafka or the topic is missing.
+
+    Asks for the list of every topic first: a metadata request naming a
+    missing topic would create it on a cluster that creates topics on demand.
+    """
+    from botstream.kafka.topics import CONNECT_TIMEOUT_S, admin_client
+
+    async with admin_client(settings) as admin:
+        try:
+            if topic not in await asyncio.wait_for(admin.list_topics(), CONNECT_TIMEOUT_S):
+                raise ConfigError(
+                    f"topic {topic} does not exist; create it with: botstream topics create"
+                )
+            described = await asyncio.wait_for(admin.describe_topics([topic]), CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            raise KafkaUnavailableError(
+                f"Kafka at {settings.bootstrap_servers} did not answer in time"
+            ) from None
+    ids = sorted(
+        p["partition"]
+        for entry in described
+        if entry["topic"] == topic
+        for p in entry["partitions"]
+    )
+    if not ids:
+        raise KafkaUnavailableError(f"Kafka has no partition of topic {topic} to read")
+    return ids
 
 
 def _decode(record: Any) -> dict[str, Any] | None:
