@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from botstream.commands.common import add_config_flag, add_kafka_flags, settings_from_args
@@ -142,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
             console.print(
                 f"   broker at {settings.bootstrap_servers} ({time.perf_counter() - started:.1f} s)"
             )
+            options = replace(options, broker_pid=broker.java_pid)
         else:
             console.print(f"[bold]1.[/] using Kafka at {settings.bootstrap_servers}")
         console.print("[bold]2.[/] creating botstream's topics")

@@ -82,6 +82,8 @@ class DemoOptions:
     #: ``BOTSTREAM_*`` settings the worker gets (the demo's environment and flags).
     worker_env: Mapping[str, str] = field(default_factory=dict)
     config_file: str | None = None
+    #: The local broker's JVM, when the demo started one (reported in summary.json).
+    broker_pid: int | None = None
 
 
 @dataclass
@@ -96,6 +98,7 @@ class DemoResult:
     seconds: float = 0.0
     worker_url: str = ""
     worker_pid: int | None = None
+    broker_pid: int | None = None
     outcomes: dict[str, int] = field(default_factory=dict)
     conversations: int = 0
     revisions: int = 0
@@ -203,7 +206,7 @@ class DemoRun:
         self.settings = settings
         self.console = console
         self.board = DemoBoard()
-        self.result = DemoResult()
+        self.result = DemoResult(broker_pid=options.broker_pid)
         self.stop = asyncio.Event()
         folder = options.folder
         port = settings.web_port if port_is_free(settings.web_port) else free_port()
