@@ -166,9 +166,11 @@ class Conversation:
     @property
     def outcome(self) -> Outcome:
         """The classification of the conversation."""
-        if self.effective_bot_at is None:
+        # The two properties above, inlined: this runs for every revision and record.
+        bot_at = self.bot_at if self.bot_at is not None else self.bot_closed_at
+        if bot_at is None:
             return _NO_CHATBOT
-        if self.contacted_agent:
+        if self.contact_last is not None and self.contact_last >= bot_at:
             return _TRANSFERRED_TO_AGENT
         if self.click_at is not None:
             return _RESOLVED_BY_CHATBOT
@@ -230,17 +232,18 @@ def new_conversation(event: WidgetEvent) -> Conversation:
 _STATE_VERSION = 1
 
 
-def _delta(value: int | None, base: int) -> int | None:
-    return None if value is None else value - base
-
-
-def _undelta(value: int | None, base: int) -> int | None:
-    return None if value is None else value + base
-
-
 def encode_conversation(state: Conversation) -> bytes:
     """Serialise to compact JSON: a flat array, times relative to ``started_at``."""
     base = state.started_at
+    # Optional times are stored as deltas (null stays null), written out rather
+    # than through a helper: this runs whenever a conversation ends.
+    bot_at = state.bot_at
+    bot_closed_at = state.bot_closed_at
+    click_at = state.click_at
+    human_first = state.human_first
+    contact_last = state.contact_last
+    charged_at = state.charged_at
+    counted_started_at = state.counted_started_at
     # orjson hands back its 4 KiB working buffer as the bytes object; states are
     # kept for days, so copy each into an object of its own size.
     encoded = orjson.dumps(
@@ -250,19 +253,19 @@ def encode_conversation(state: Conversation) -> bytes:
             base,
             state.last_at - base,
             state.last_rank,
-            _delta(state.bot_at, base),
-            _delta(state.bot_closed_at, base),
-            _delta(state.click_at, base),
-            _delta(state.human_first, base),
-            _delta(state.contact_last, base),
+            None if bot_at is None else bot_at - base,
+            None if bot_closed_at is None else bot_closed_at - base,
+            None if click_at is None else click_at - base,
+            None if human_first is None else human_first - base,
+            None if contact_last is None else contact_last - base,
             state.events,
             state.clicks,
             state.visitor_messages,
             state.agent_messages,
-            _delta(state.charged_at, base),
+            None if charged_at is None else charged_at - base,
             state.revision,
             int(state.ended),
-            _delta(state.counted_started_at, base),
+            None if counted_started_at is None else counted_started_at - base,
             state.counted_outcome,
             state.recent_ids,
         ]
@@ -301,19 +304,19 @@ def decode_conversation(data: bytes) -> Conversation:
         base,
         last + base,
         last_rank,
-        _undelta(bot_at, base),
-        _undelta(bot_closed_at, base),
-        _undelta(click_at, base),
-        _undelta(human_first, base),
-        _undelta(contact_last, base),
+        None if bot_at is None else bot_at + base,
+        None if bot_closed_at is None else bot_closed_at + base,
+        None if click_at is None else click_at + base,
+        None if human_first is None else human_first + base,
+        None if contact_last is None else contact_last + base,
         events,
         clicks,
         visitor_messages,
         agent_messages,
-        _undelta(charged_at, base),
+        None if charged_at is None else charged_at + base,
         revision,
         bool(ended),
-        _undelta(counted_started_at, base),
+        None if counted_started_at is None else counted_started_at + base,
         counted_outcome,
         recent_ids,
     )

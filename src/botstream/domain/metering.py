@@ -50,16 +50,31 @@ def apply_charge(
     the charge's ``billable_at`` and are raised once per (account, month, kind,
     limit), in the order warning, limit reached, exceeded.
     """
+    usage, alerts = count_charge(usage, charge, plans, config)
+    return usage, usage_record(usage, plans, config), alerts
+
+
+def count_charge(
+    usage: Usage | None, charge: Charge, plans: PlanHistory | None, config: DomainConfig
+) -> tuple[Usage, list[dict]]:
+    """:func:`apply_charge` without building the usage record: the usage and the alerts.
+
+    For callers that only need the last usage record of a month (the offline
+    replay), which :func:`usage_record` then builds once.
+    """
     if usage is None:
         usage = Usage(charge.account_id, charge.month)
     usage.used += 1
     if charge.billable_at > usage.updated_at:
         usage.updated_at = charge.billable_at
     limit = plan_at(plans, charge.billable_at, config).limit
-    alerts = []
     used = usage.used
+    # The warning threshold is at most the limit, so below it no alert is due.
+    if used < warning_threshold(limit, config.warning_percent):
+        return usage, []
+    alerts = []
     for kind, raised in (
-        (WARNING, used >= warning_threshold(limit, config.warning_percent)),
+        (WARNING, True),
         (LIMIT_REACHED, used >= limit),
         (EXCEEDED, used > limit),
     ):
@@ -67,7 +82,7 @@ def apply_charge(
         if raised and tag not in usage.alerts_sent:
             usage.alerts_sent.append(tag)
             alerts.append(alert_record(charge, kind, used, limit))
-    return usage, usage_record(usage, plans, config), alerts
+    return usage, alerts
 
 
 def usage_record(usage: Usage, plans: PlanHistory | None, config: DomainConfig) -> dict:

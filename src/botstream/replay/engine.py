@@ -19,7 +19,7 @@ from botstream.domain.config import DomainConfig
 from botstream.domain.conversation import Conversation, decode_conversation, encode_conversation
 from botstream.domain.dead_letters import dead_letter
 from botstream.domain.events import decode_event
-from botstream.domain.metering import Charge, Usage, apply_charge
+from botstream.domain.metering import Charge, Usage, count_charge, usage_record
 from botstream.domain.partition import PartitionProcessor, Revision
 from botstream.domain.plans import PlanHistory, add_plan, decode_plan
 from botstream.domain.stats import apply_stats_change, stats_record
@@ -64,6 +64,7 @@ class ReplayResult:
     """Everything an offline replay produced."""
 
     store: CompactingStore = field(default_factory=CompactingStore)
+    #: The usage record of every (account, month) with a charge, built by ``finish``.
     usage: dict[tuple[str, str], dict] = field(default_factory=dict)
     alerts: list[dict] = field(default_factory=list)
     #: account id -> month -> outcome name -> count.
@@ -109,6 +110,8 @@ class ReplayEngine:
         self.partition = PartitionProcessor(config, self.result.store)
         self._plans: dict[str, PlanHistory] = {}
         self._usage: dict[tuple[str, str], Usage] = {}
+        #: The plan history in force at each month's last charge, for its usage record.
+        self._usage_plans: dict[tuple[str, str], PlanHistory | None] = {}
 
     def add_plan(self, raw: bytes, source: str, offset: int) -> None:
         """Read one raw plan record (a bad one becomes a dead letter)."""
@@ -164,8 +167,16 @@ class ReplayEngine:
     def finish(self) -> ReplayResult:
         """End every open conversation by inactivity and return the results."""
         self._publish(self.partition.end_all())
-        self.result.duplicates = self.partition.duplicates
-        return self.result
+        result = self.result
+        result.duplicates = self.partition.duplicates
+        # Only the last usage record of a month is written, so records are built
+        # once here rather than on every charge, each with the plan history as it
+        # was at the month's last charge.
+        result.usage = {
+            key: usage_record(usage, self._usage_plans[key], self.config)
+            for key, usage in self._usage.items()
+        }
+        return result
 
     def _publish(self, outputs: list) -> None:
         result = self.result
@@ -187,12 +198,12 @@ class ReplayEngine:
 
     def _charge(self, charge: Charge) -> None:
         key = (charge.account_id, charge.month)
-        usage, record, alerts = apply_charge(
-            self._usage.get(key), charge, self._plans.get(charge.account_id), self.config
-        )
-        self._usage[key] = usage
-        self.result.usage[key] = record
-        self.result.alerts.extend(alerts)
+        plans = self._plans.get(charge.account_id)
+        self._usage[key], alerts = count_charge(self._usage.get(key), charge, plans, self.config)
+        # Histories are replaced, never changed, when a plan is added: keep this one.
+        self._usage_plans[key] = plans
+        if alerts:
+            self.result.alerts.extend(alerts)
         self.result.charges += 1
 
     def _dead(self, error: InvalidRecord, source: str, offset: int, raw: bytes) -> None:

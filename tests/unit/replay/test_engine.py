@@ -359,3 +359,15 @@ def test_replay_of_a_shuffled_log_gives_the_same_latest_outcomes(seed):
     used_one = {k: v["used"] for k, v in one.usage.items()}
     used_two = {k: v["used"] for k, v in two.usage.items()}
     assert used_one == used_two
+
+
+def test_usage_record_uses_the_plans_read_by_the_last_charge():
+    """A plan read after a month's last charge does not change its usage record."""
+    config = DomainConfig(plan_limits={"standard": (2, 4), "pro": (500, 10_000)})
+    engine = ReplayEngine(config)
+    engine.add_event(ev_raw(TRIGGERED, 1), "events.jsonl", 0)
+    engine.add_event(ev_raw(CLICK, 2), "events.jsonl", 1)
+    pro = plan_raw(plan="pro", pack=True, effective="2026-11-01T00:00:00Z")
+    engine.add_plan(pro, "plans.jsonl", 0)
+    usage = engine.finish().usage[("acc-1", "2026-11")]
+    assert (usage["plan"], usage["chatbot_pack"], usage["limit"]) == ("standard", False, 2)
