@@ -252,7 +252,7 @@ def test_render_stats_without_conversations() -> None:
 
 def test_render_alert_is_one_line() -> None:
     assert ops.render_alert(ALERT).plain == (
-        "2026-11-24T20:15:00.123Z  quota.limit_reached  acc-17  2026-11  500/500  c-9a1"
+        "2026-11-24T20:15:00.123Z  quota.limit_reached  acc-17        2026-11  500/500  c-9a1"
     )
     warning = ops.render_alert(ALERT | {"kind": "quota.warning"}).plain
     assert warning.startswith("2026-11-24T20:15:00.123Z  quota.warning        acc-17")

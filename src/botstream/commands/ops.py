@@ -353,7 +353,7 @@ def render_alert(alert: dict[str, Any]):
     text.append(f"{alert.get('at', '?')}  ")
     text.append(f"{alert.get('kind', '?'):<19}", style=style)
     text.append(
-        f"  {alert.get('account_id', '?')}  {alert.get('month', '?')}  "
+        f"  {alert.get('account_id', '?'):<12}  {alert.get('month', '?')}  "
         f"{alert.get('used', '?')}/{alert.get('limit', '?')}  {alert.get('conversation_id', '?')}"
     )
     return text
