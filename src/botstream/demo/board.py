@@ -92,6 +92,11 @@ class DemoBoard:
         """Charges metered: the sum of ``used`` over every account and month."""
         return sum(record["used"] for record in self.usage.values())
 
+    @property
+    def over_limit(self) -> int:
+        """(Account, month) pairs whose usage went past the limit."""
+        return sum(1 for record in self.usage.values() if record["used"] > record["limit"])
+
     def closest_to_limit(self, count: int) -> list[dict]:
         """The ``count`` usage records with the highest used/limit, highest first."""
         return sorted(self.usage.values(), key=_usage_share, reverse=True)[:count]
@@ -140,14 +145,14 @@ def _outcomes_table(board: DemoBoard) -> Table:
 def _traffic_table(board: DemoBoard) -> Table:
     flow = board.throughput
     table = Table(show_header=False, show_edge=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
     table.add_row("events sent", f"{flow.sent:,}")
     table.add_row("events processed", f"{flow.processed:,}")
     table.add_row("events/s now", f"{flow.per_second:,.0f}")
     table.add_row("events/s peak", f"{flow.peak_per_second:,.0f}")
     table.add_row("outcome revisions", f"{board.revisions:,}")
-    table.add_row("event time", flow.event_time or "-")
+    table.add_row("event time", (flow.event_time or "-")[:16].replace("T", " "))
     return table
 
 
@@ -204,8 +209,8 @@ def _dead_letters_text(board: DemoBoard) -> Text:
 def live_view(board: DemoBoard, header: str, accounts: int = 6) -> RenderableType:
     """The live screen: traffic, outcomes, accounts nearest their limit, alerts, dead letters."""
     top = Table.grid(expand=True, padding=(0, 2))
-    top.add_column(ratio=1)
     top.add_column(ratio=2)
+    top.add_column(ratio=3)
     top.add_row(
         Panel(_traffic_table(board), title="traffic", title_align="left"),
         Panel(_outcomes_table(board), title="outcomes", title_align="left"),
@@ -216,7 +221,7 @@ def live_view(board: DemoBoard, header: str, accounts: int = 6) -> RenderableTyp
         top,
         Panel(
             _usage_table(board, accounts),
-            title="accounts closest to their limit",
+            title=f"accounts closest to their limit ({board.over_limit} over it)",
             title_align="left",
         ),
         _alerts_panel(board),

@@ -417,9 +417,9 @@ class DemoRun:
         began = self.traffic_started
         elapsed = 0.0 if began is None else time.monotonic() - began
         return (
-            f"botstream demo · {min(elapsed, self.options.duration_s):3.0f} of "
-            f"{self.options.duration_s:.0f} s of traffic · Kafka {self.settings.bootstrap_servers}"
-            f" · read API {self.url} · Ctrl-C stops"
+            f"botstream demo · traffic {min(elapsed, self.options.duration_s):3.0f}/"
+            f"{self.options.duration_s:.0f} s · Kafka {self.settings.bootstrap_servers}"
+            f" · API {self.url} · Ctrl-C stops"
         )
 
     def _live_renderable(self):

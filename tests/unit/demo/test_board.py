@@ -75,6 +75,7 @@ def test_closest_to_limit_orders_by_share_of_limit() -> None:
     board.add_usage(usage("acc-over", 120, 100))  # 120%
     board.add_usage(usage("acc-small", 10, 100))  # 10%
     assert [r["account_id"] for r in board.closest_to_limit(2)] == ["acc-over", "acc-big"]
+    assert board.over_limit == 1
 
 
 def test_dead_letters_are_counted_by_reason_code() -> None:
