@@ -34,7 +34,6 @@ import calendar
 import contextlib
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -52,6 +51,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from botstream.config import Settings, TopicNames
+from botstream.demo.processes import WorkerProcess as ChildWorker
 from botstream.domain.config import DAY_MS, MINUTE_MS, DomainConfig
 from botstream.domain.metering import warning_threshold
 from botstream.domain.plans import add_plan, decode_plan, plan_at
@@ -206,91 +206,45 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-# Run in the child before the worker: die with the test process (SIGKILL when the
-# thread that started it ends), then become the worker.
-_LAUNCHER = (
-    "import ctypes, os, signal, sys\n"
-    "ctypes.CDLL(None).prctl(1, signal.SIGKILL)\n"
-    "if os.getppid() != int(sys.argv[1]): os._exit(1)\n"
-    "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])\n"
-)
-
-
 #: The worker command (``--log-level info`` so that its logs say what it did).
-WORKER_COMMAND = ("-m", "botstream", "worker", "--log-level", "info")
-
-#: Faust's own consumer group (the app id; botstream's stages have their own
-#: groups) waits for a SIGKILLed member for Faust's session and rebalance
-#: timeouts, 60 s by default, and the stages only start after it: a worker
-#: restarted after a crash would sit idle for a minute. The tests use the
-#: stages' own 10 s (aiokafka's default), through Faust's environment variables.
-FAUST_ENV = {"BROKER_SESSION_TIMEOUT": "10", "BROKER_REBALANCE_TIMEOUT": "10"}
+WORKER_ARGS = ("worker", "--log-level", "info")
 
 #: Log lines that mean the worker went wrong (stage failures, crashes).
 _ERROR_MARKS = ("Traceback", "CRITICAL", "rebuilding it", "a stage stopped", "Crashed")
 
 
-class WorkerProcess:
-    """One `botstream worker` subprocess in its own process group; restartable."""
+class WorkerProcess(ChildWorker):
+    """One `botstream worker` subprocess in its own process group; restartable.
+
+    It dies with the test process (PR_SET_PDEATHSIG, see
+    :mod:`botstream.demo.processes`), and Faust's own consumer group uses the
+    stages' 10 s session timeout rather than Faust's 60 s, so that a worker
+    restarted after a crash does not sit idle for a minute.
+    """
 
     def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        super().__init__(WORKER_ARGS, env, log_dir / f"{name}.0.log", cwd=log_dir)
         self.name = name
         self.port = int(env["BOTSTREAM_WEB_PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = env
         self.log_dir = log_dir
-        self.process: subprocess.Popen | None = None
         self.starts = 0
         self.log_paths: list[Path] = []
-
-    @property
-    def running(self) -> bool:
-        """Whether the process is alive."""
-        return self.process is not None and self.process.poll() is None
 
     def start(self) -> None:
         """Start the worker (a new log file for every start)."""
         assert not self.running, f"{self.name} is already running"
         self.starts += 1
-        path = self.log_dir / f"{self.name}.{self.starts}.log"
-        self.log_paths.append(path)
+        self.log_path = self.log_dir / f"{self.name}.{self.starts}.log"
+        self.log_paths.append(self.log_path)
         data_dir = self.log_dir / f"{self.name}-data"
         data_dir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BOTSTREAM_")}
-        env.update(self.env, BOTSTREAM_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
-        env.update(FAUST_ENV)
-        with path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [PYTHON, "-c", _LAUNCHER, str(os.getpid()), *WORKER_COMMAND],
-                env=env,
-                cwd=self.log_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group and reap it."""
-        process = self.process
-        if process is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(10)
+        self.env["BOTSTREAM_DATA_DIR"] = str(data_dir)
+        super().start()
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM, then SIGKILL whatever is left of the process group."""
-        process = self.process
-        if process is None:
-            return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout_s)
-        self.kill()
+        super().stop(timeout_s)
 
     def logs(self, tail_lines: int = 60) -> str:
         """The last lines of each of this worker's log files."""

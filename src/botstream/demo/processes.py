@@ -32,8 +32,10 @@ FAUST_ENV = {"BROKER_SESSION_TIMEOUT": "10", "BROKER_REBALANCE_TIMEOUT": "10"}
 class WorkerProcess:
     """``python -m botstream worker ARGS`` in its own session, logging to a file.
 
-    Its own session keeps a terminal's Ctrl-C away from it, so that the demo
-    decides the order of shutdown (traffic, then worker, then broker).
+    Its own session keeps a terminal's Ctrl-C away from it, so that whoever
+    started it decides the order of shutdown (the demo: traffic, then worker,
+    then broker). The child's ``BOTSTREAM_*`` settings are exactly ``env``:
+    none leak in from this process's environment.
     """
 
     def __init__(
@@ -56,9 +58,10 @@ class WorkerProcess:
         return None if self.process is None else self.process.poll()
 
     def start(self) -> None:
-        """Start the worker."""
+        """Start the worker, logging to :attr:`log_path`."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.env, **FAUST_ENV, "PYTHONUNBUFFERED": "1"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BOTSTREAM_")}
+        env.update(self.env, **FAUST_ENV, PYTHONUNBUFFERED="1")
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _LAUNCHER, str(os.getpid()), "-m", "botstream", *self.args],
@@ -70,6 +73,16 @@ class WorkerProcess:
                 start_new_session=True,
             )
 
+    def kill(self) -> None:
+        """SIGKILL the whole process group and reap it."""
+        process = self.process
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)
+
     def stop(self, timeout_s: float = 20.0) -> None:
         """SIGTERM (a clean Faust shutdown), then SIGKILL whatever is left of its group."""
         process = self.process
@@ -80,10 +93,7 @@ class WorkerProcess:
                 process.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout_s)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(10)
+        self.kill()
 
     def log_tail(self, lines: int = 15) -> str:
         """The last lines of the worker's log."""
