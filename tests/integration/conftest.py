@@ -3,38 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
-import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import fields, replace
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from botstream.config import Settings, TopicNames, load_settings
-from botstream.kafka.topics import ensure_topics, kafka_client_kwargs
-
-_run = itertools.count(1)
+from botstream.config import Settings
+from botstream.kafka.topics import kafka_client_kwargs
 
 
 @pytest.fixture
 async def stream_settings(kafka_bootstrap: str) -> Settings:
     """Settings whose topics and consumer groups belong to this test alone."""
-    prefix = f"t{next(_run)}-{uuid.uuid4().hex[:6]}-"
-    names = TopicNames(
-        **{f.name: prefix + getattr(TopicNames(), f.name) for f in fields(TopicNames)}
-    )
-    settings = replace(
-        load_settings(env={}),
-        bootstrap_servers=kafka_bootstrap,
-        app_id=prefix + "botstream",
-        topics=names,
-        partitions=4,
-    )
-    await ensure_topics(settings)
-    return settings
+    from tests.integration.harness import isolated_settings
+
+    return await isolated_settings(kafka_bootstrap)
 
 
 @pytest.fixture
