@@ -460,20 +460,22 @@ class DemoRun:
         topics = self.settings.topics
         folder = self.options.folder
         hot = "acc-hot-1" if self.options.hot_accounts else "acc-1"
+        up = "" if self.options.stay else "   (they stop with the demo; --stay keeps them up)"
         lines = [
             "",
             "[bold]where to look next[/]",
-            f"  topics      {topics.events}, {topics.plans} → {topics.outcomes}, "
-            f"{topics.usage}, {topics.alerts}, {topics.dead_letters}",
-            f"  read API    {self.url}/usage/{hot}  ·  /stats/{hot}  ·  /health  ·  /metrics"
-            + ("" if self.options.stay else "   (add --stay to keep it up)"),
-            f"  ops         botstream usage {hot} · botstream stats {hot} · botstream alerts",
-            f"  replay      botstream replay {folder}/events.jsonl --plans {folder}/plans.jsonl "
+            f"  topics    in:  {topics.events}, {topics.plans}",
+            f"            out: {topics.outcomes}, {topics.usage}, {topics.alerts}, "
+            f"{topics.dead_letters}",
+            f"  read API  {self.url}/usage/{hot}  ·  /stats/{hot}  ·  /health  ·  /metrics",
+            f"  ops       botstream usage {hot} --url {self.url}",
+            f"            botstream alerts --bootstrap {self.settings.bootstrap_servers}{up}",
+            f"  replay    botstream replay {folder}/events.jsonl --plans {folder}/plans.jsonl "
             f"--out {folder}/replay",
-            f"  files       {folder}/summary.json, {folder}/worker.log",
+            f"  files     {folder}/summary.json, {folder}/worker.log",
         ]
         for line in lines:
-            self.console.print(line, highlight=False)
+            self.console.print(line, highlight=False, soft_wrap=True)
 
 
 def prepare_folder(folder: Path, fresh_state: bool) -> None:
