@@ -25,6 +25,9 @@ from botstream.domain.plans import PlanHistory, add_plan, decode_plan
 from botstream.domain.stats import apply_stats_change, stats_record
 from botstream.errors import InvalidRecord
 
+#: How many ended conversations are encoded together (see :class:`CompactingStore`).
+COMPACT_BATCH = 1024
+
 
 class CompactingStore(dict):
     """Conversation store that keeps open conversations as objects, ended ones as bytes.
@@ -34,15 +37,37 @@ class CompactingStore(dict):
     as objects cuts memory several times over. A conversation dropped after
     retention leaves its last outcome record in ``dropped``. ``get`` is the
     plain dict lookup: the processor decodes compact states itself.
+
+    The processor stores a state after every event, so ``put`` is plain item
+    assignment. The engine reports each conversation that ended (each revision)
+    to :meth:`ended`, and those still ended are encoded a batch at a time: at
+    most :data:`COMPACT_BATCH` ended conversations are held as objects, and a
+    late event soon after the end finds its state still decoded.
     """
+
+    # Plain item assignment, the cheapest store for the per-event hot path.
+    put = dict.__setitem__
 
     def __init__(self) -> None:
         super().__init__()
         self.dropped: dict[str, bytes] = {}
+        self._ended: list[str] = []
 
-    def put(self, conversation_id: str, state: Conversation) -> None:
-        """Store a conversation: compactly once it has ended."""
-        self[conversation_id] = encode_conversation(state) if state.ended else state
+    def ended(self, conversation_id: str) -> None:
+        """Note that a conversation ended: it is encoded with the next batch if still ended."""
+        pending = self._ended
+        pending.append(conversation_id)
+        if len(pending) >= COMPACT_BATCH:
+            self.compact()
+
+    def compact(self) -> None:
+        """Encode every conversation reported ended that still is (not reopened or dropped)."""
+        for conversation_id in self._ended:
+            state = self.get(conversation_id)
+            # None once dropped, bytes if reported twice in the batch.
+            if state.__class__ is Conversation and state.ended:
+                self[conversation_id] = encode_conversation(state)
+        self._ended.clear()
 
     def load(self, conversation_id: str) -> Conversation | None:
         """The state of a conversation as an object, or None."""
@@ -144,25 +169,44 @@ class ReplayEngine:
         process = self.partition.process
         publish = self._publish
         max_bytes = self.config.max_event_bytes
-        number = -1
-        count = 0
+        first_number = 0  # of the first line in ``lines``
+        blank_lines = 0
         for lines in chunks:
-            for raw in lines:
-                number += 1
-                # Only a line that does not start with "{" can be blank.
-                if not raw or (raw[0] != 123 and raw.isspace()):
-                    continue
-                if raw[-1] == 13:  # "\r" of a CRLF line end
-                    raw = raw[:-1]
-                count += 1
+            # Lines are decoded as they are. A blank line, or one with a CRLF end,
+            # needs a second look only when it is rejected: JSON allows whitespace
+            # (``\r`` included) around the object, and a blank line is never valid.
+            for index, raw in enumerate(lines):
                 try:
                     outputs = process(decode_event(raw, max_bytes))
                 except InvalidRecord as error:
-                    self._dead(error, source, number, raw)
+                    blank_lines += self._rejected_line(raw, error, source, first_number + index)
                     continue
                 if outputs:
                     publish(outputs)
-        self.result.events_read += count
+            first_number += len(lines)
+        self.result.events_read += first_number - blank_lines
+
+    def _rejected_line(self, raw: bytes, error: InvalidRecord, source: str, number: int) -> int:
+        """Deal with a line whose event was rejected as it was; 1 if it was blank, else 0.
+
+        A blank line is skipped. A line with a CRLF end is retried without its
+        ``\r`` (the limit on the size of a record does not count it). Anything
+        else is a dead letter. A rejected event changed nothing, so a retry is safe.
+        """
+        if not raw or raw.isspace():
+            return 1
+        if raw[-1] != 13:
+            self._dead(error, source, number, raw)
+            return 0
+        raw = raw[:-1]
+        try:
+            outputs = self.partition.process(decode_event(raw, self.config.max_event_bytes))
+        except InvalidRecord as retried_error:
+            self._dead(retried_error, source, number, raw)
+            return 0
+        if outputs:
+            self._publish(outputs)
+        return 0
 
     def finish(self) -> ReplayResult:
         """End every open conversation by inactivity and return the results."""
@@ -180,21 +224,24 @@ class ReplayEngine:
 
     def _publish(self, outputs: list) -> None:
         result = self.result
+        store = result.store
         for output in outputs:
             kind = type(output)
             if kind is Revision:
                 result.revisions += 1
                 change = output.stats
-                apply_stats_change(result.stats.setdefault(change.account_id, {}), change)
+                account_stats = result.stats.get(change.account_id)
+                if account_stats is None:
+                    account_stats = result.stats[change.account_id] = {}
+                apply_stats_change(account_stats, change)
+                store.ended(output.conversation_id)
             elif kind is Charge:
                 self._charge(output)
             else:
                 state = output.state
                 record = state.outcome_record(output.conversation_id, state.final_end_reason)
                 # A copy, so the kept record does not pin orjson's 4 KiB buffer.
-                result.store.dropped[output.conversation_id] = memoryview(
-                    orjson.dumps(record)
-                ).tobytes()
+                store.dropped[output.conversation_id] = memoryview(orjson.dumps(record)).tobytes()
 
     def _charge(self, charge: Charge) -> None:
         key = (charge.account_id, charge.month)

@@ -371,3 +371,72 @@ def test_usage_record_uses_the_plans_read_by_the_last_charge():
     engine.add_plan(pro, "plans.jsonl", 0)
     usage = engine.finish().usage[("acc-1", "2026-11")]
     assert (usage["plan"], usage["chatbot_pack"], usage["limit"]) == ("standard", False, 2)
+
+
+def _replay_lines(lines: list[bytes], config: DomainConfig | None = None) -> ReplayResult:
+    engine = ReplayEngine(config or DomainConfig())
+    engine.add_event_lines([lines[:2], lines[2:]], "events.jsonl")
+    return engine.finish()
+
+
+def test_crlf_lines_are_judged_without_their_carriage_return():
+    """The size limit, dead letters and counts see a CRLF line without its ``\\r``."""
+    good = ev_raw(TRIGGERED, 1, id="e-1")
+    limit = len(good)
+    config = DomainConfig(max_event_bytes=limit)
+    lines = [
+        good + b"\r",  # exactly at the limit once the \r is dropped
+        ev_raw(CLICK, 2, id="e-2").replace(b"}", b" }") + b"\r",  # over the limit
+        b" \r",
+        b"not json\r",
+        b"\t" * (limit + 5),  # blank, even though over the limit
+        ev_raw(LEFT, 3, id="e-3"),
+    ]
+    result = _replay_lines(lines, config)
+    assert result.events_read == 4
+    assert [(d["offset"], d["error"].split(":")[0]) for d in result.dead_letters] == [
+        (1, "too_large"),
+        (3, "invalid_json"),
+    ]
+    assert base64.b64decode(result.dead_letters[1]["value"]) == b"not json"
+    assert latest_outcomes(result)["c-1"]["counts"]["events"] == 2
+
+
+def test_crlf_line_rejected_by_the_processor_is_one_dead_letter():
+    """A late event with a CRLF end: one dead letter, without the ``\\r``, and no effect."""
+    late = ev_raw(TRIGGERED, 0, conv="c-2", id="e-late")
+    lines = [
+        ev_raw(TRIGGERED, 0, id="e-1"),
+        ev_raw(LEFT, RETENTION / 60_000 + 1, id="e-2"),
+        late + b"\r",
+    ]
+    result = _replay_lines(lines)
+    assert result.events_read == 3
+    assert [d["error"].split(":")[0] for d in result.dead_letters] == ["late"]
+    assert base64.b64decode(result.dead_letters[0]["value"]) == late
+    assert set(latest_outcomes(result)) == {"c-1"}
+
+
+def test_store_encodes_ended_conversations_a_batch_at_a_time(monkeypatch):
+    """Reported ended states are encoded per batch, unless reopened or dropped since."""
+    from botstream.domain.conversation import decode_conversation, new_conversation
+    from botstream.domain.events import event_from_object
+    from botstream.replay import engine as engine_module
+    from tests.unit.domain.conftest import ev_obj
+
+    monkeypatch.setattr(engine_module, "COMPACT_BATCH", 3)
+    store = engine_module.CompactingStore()
+    states = {}
+    for conv in ("c-1", "c-2", "c-3", "c-4"):
+        states[conv] = new_conversation(event_from_object(ev_obj(TRIGGERED, 0, conv=conv)))
+        states[conv].ended = True
+        store.put(conv, states[conv])
+    states["c-2"].ended = False  # reopened before the batch was encoded
+    store.delete("c-3")  # dropped before the batch was encoded
+    for conv in ("c-1", "c-2"):
+        store.ended(conv)
+    assert all(type(store[conv]) is not bytes for conv in ("c-1", "c-2", "c-4"))
+    store.ended("c-3")  # the third report completes the batch
+    assert type(store["c-1"]) is bytes and decode_conversation(store["c-1"]) == states["c-1"]
+    assert store["c-2"] is states["c-2"] and store["c-4"] is states["c-4"]
+    assert "c-3" not in store
