@@ -25,9 +25,6 @@ from botstream.domain.plans import PlanHistory, add_plan, decode_plan
 from botstream.domain.stats import apply_stats_change, stats_record
 from botstream.errors import InvalidRecord
 
-#: How many ended conversations are encoded together (see :class:`CompactingStore`).
-COMPACT_BATCH = 1024
-
 
 class CompactingStore(dict):
     """Conversation store that keeps open conversations as objects, ended ones as bytes.
@@ -37,37 +34,17 @@ class CompactingStore(dict):
     as objects cuts memory several times over. A conversation dropped after
     retention leaves its last outcome record in ``dropped``. ``get`` is the
     plain dict lookup: the processor decodes compact states itself.
-
-    The processor stores a state after every event, so ``put`` is plain item
-    assignment. The engine reports each conversation that ended (each revision)
-    to :meth:`ended`, and those still ended are encoded a batch at a time: at
-    most :data:`COMPACT_BATCH` ended conversations are held as objects, and a
-    late event soon after the end finds its state still decoded.
     """
-
-    # Plain item assignment, the cheapest store for the per-event hot path.
-    put = dict.__setitem__
 
     def __init__(self) -> None:
         super().__init__()
         self.dropped: dict[str, bytes] = {}
-        self._ended: list[str] = []
 
-    def ended(self, conversation_id: str) -> None:
-        """Note that a conversation ended: it is encoded with the next batch if still ended."""
-        pending = self._ended
-        pending.append(conversation_id)
-        if len(pending) >= COMPACT_BATCH:
-            self.compact()
-
-    def compact(self) -> None:
-        """Encode every conversation reported ended that still is (not reopened or dropped)."""
-        for conversation_id in self._ended:
-            state = self.get(conversation_id)
-            # None once dropped, bytes if reported twice in the batch.
-            if state.__class__ is Conversation and state.ended:
-                self[conversation_id] = encode_conversation(state)
-        self._ended.clear()
+    def put(self, conversation_id: str, state: Conversation) -> None:
+        """Store a conversation: compactly once it has ended."""
+        # Encoded at once, while the state is still in the CPU cache: encoding
+        # ended states later in batches measured slower overall.
+        self[conversation_id] = encode_conversation(state) if state.ended else state
 
     def load(self, conversation_id: str) -> Conversation | None:
         """The state of a conversation as an object, or None."""
@@ -234,7 +211,6 @@ class ReplayEngine:
                 if account_stats is None:
                     account_stats = result.stats[change.account_id] = {}
                 apply_stats_change(account_stats, change)
-                store.ended(output.conversation_id)
             elif kind is Charge:
                 self._charge(output)
             else:

@@ -415,28 +415,3 @@ def test_crlf_line_rejected_by_the_processor_is_one_dead_letter():
     assert [d["error"].split(":")[0] for d in result.dead_letters] == ["late"]
     assert base64.b64decode(result.dead_letters[0]["value"]) == late
     assert set(latest_outcomes(result)) == {"c-1"}
-
-
-def test_store_encodes_ended_conversations_a_batch_at_a_time(monkeypatch):
-    """Reported ended states are encoded per batch, unless reopened or dropped since."""
-    from botstream.domain.conversation import decode_conversation, new_conversation
-    from botstream.domain.events import event_from_object
-    from botstream.replay import engine as engine_module
-    from tests.unit.domain.conftest import ev_obj
-
-    monkeypatch.setattr(engine_module, "COMPACT_BATCH", 3)
-    store = engine_module.CompactingStore()
-    states = {}
-    for conv in ("c-1", "c-2", "c-3", "c-4"):
-        states[conv] = new_conversation(event_from_object(ev_obj(TRIGGERED, 0, conv=conv)))
-        states[conv].ended = True
-        store.put(conv, states[conv])
-    states["c-2"].ended = False  # reopened before the batch was encoded
-    store.delete("c-3")  # dropped before the batch was encoded
-    for conv in ("c-1", "c-2"):
-        store.ended(conv)
-    assert all(type(store[conv]) is not bytes for conv in ("c-1", "c-2", "c-4"))
-    store.ended("c-3")  # the third report completes the batch
-    assert type(store["c-1"]) is bytes and decode_conversation(store["c-1"]) == states["c-1"]
-    assert store["c-2"] is states["c-2"] and store["c-4"] is states["c-4"]
-    assert "c-3" not in store
