@@ -31,6 +31,11 @@ class ConversationStore(Protocol):
     :func:`~botstream.domain.conversation.encode_conversation`; the processor
     decodes it. That lets a store keep cold states small without a decoding
     layer of its own on the hot path.
+
+    A store whose ``holds_open_states`` is true keeps an open state as the very
+    object it was given, so changes made to that object are already stored: the
+    processor then skips ``put`` after an event that leaves a conversation open
+    (most events). Without the attribute, every change is ``put``.
     """
 
     def get(self, conversation_id: str) -> Conversation | bytes | None:
@@ -48,6 +53,8 @@ class ConversationStore(Protocol):
 
 class DictStore(dict):
     """The simplest :class:`ConversationStore`: a dict of live objects."""
+
+    holds_open_states = True
 
     def put(self, conversation_id: str, state: Conversation) -> None:
         """Store the state of a conversation."""
@@ -106,6 +113,7 @@ class PartitionProcessor:
         self._max_clock_skew_ms = config.max_clock_skew_ms
         self._get = store.get
         self._put = store.put
+        self._store_holds_open_states = getattr(store, "holds_open_states", False)
         #: The largest event time applied (bounded by wall clock in the live stream).
         self.watermark = watermark
         self.duplicates = 0
@@ -146,9 +154,13 @@ class PartitionProcessor:
         if state is None:
             state = new_conversation(event)
             was_ended = None
+            held_by_store = False
         else:
             if state.__class__ is bytes:
                 state = decode_conversation(state)
+                held_by_store = False
+            else:
+                held_by_store = self._store_holds_open_states
             if state.account_id != event.account_id:
                 raise InvalidRecord(
                     "account_mismatch",
@@ -187,6 +199,7 @@ class PartitionProcessor:
             # one fires) except here: an ended state is usually stored encoded, and
             # rescheduling now is cheaper than decoding it when the idle timer fires.
             reschedule = deadline != self._scheduled.get(conversation_id)
+            self._put(conversation_id, state)
         else:
             state.ended = False
             deadline = state.last_at + self._idle_timeout_ms
@@ -194,7 +207,8 @@ class PartitionProcessor:
             # the timer fires); it moves earlier when the conversation is new or
             # was reopened (retention deadline -> idle deadline).
             reschedule = was_ended is None or was_ended
-        self._put(conversation_id, state)
+            if not held_by_store:
+                self._put(conversation_id, state)
         if reschedule:
             self._schedule(conversation_id, deadline)
         if advanced and self._deadlines[0][0] <= watermark:

@@ -36,6 +36,9 @@ class CompactingStore(dict):
     plain dict lookup: the processor decodes compact states itself.
     """
 
+    # An open state is held as the object put: the processor need not put it again.
+    holds_open_states = True
+
     def __init__(self) -> None:
         super().__init__()
         self.dropped: dict[str, bytes] = {}
