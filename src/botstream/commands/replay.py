@@ -56,7 +56,10 @@ def read_chunks(path: Path, chunk_bytes: int = 1024 * 1024) -> Iterator[list[byt
     tail = b""
     with path.open("rb") as handle:
         while chunk := handle.read(chunk_bytes):
-            lines = (tail + chunk).split(b"\n")
+            lines = chunk.split(b"\n")
+            # The previous read's unfinished line starts this one's first line
+            # (joined on its own rather than copying the whole chunk).
+            lines[0] = tail + lines[0]
             tail = lines.pop()
             yield lines
     if tail:

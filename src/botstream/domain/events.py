@@ -126,7 +126,10 @@ def decode_event(raw: bytes, max_bytes: int = 64 * 1024) -> WidgetEvent:
                     or (type(visitor_id) is str and len(visitor_id) <= MAX_ID_LENGTH)
                 )
             ):
-                if data is None:
+                # Most events carry neither optional field of data.
+                if data is None or (
+                    type(data) is dict and "initiator" not in data and "closed_by" not in data
+                ):
                     return WidgetEvent(event_id, kind, at, account_id, conversation_id)
                 # A set lookup is False for a wrong value, TypeError for an unhashable one.
                 if type(data) is dict and data.get("initiator", _ABSENT_INITIATOR) in INITIATORS:
