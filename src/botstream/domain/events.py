@@ -95,7 +95,7 @@ def decode_event(raw: bytes, max_bytes: int = 64 * 1024) -> WidgetEvent:
     # lookup raises. Any record it does not accept, valid in a rarer form or not,
     # goes through _decode_checked, which applies every rule in order and names the
     # first problem. The fast path accepts a subset of what that accepts, with the
-    # same result (test_events checks the two agree).
+    # same result (tests/unit/domain/test_decode_paths.py checks the two agree).
     if len(raw) <= max_bytes:
         try:
             obj = orjson.loads(raw)
