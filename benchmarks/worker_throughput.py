@@ -22,13 +22,13 @@ import argparse
 import asyncio
 import time
 import uuid
-from dataclasses import fields, replace
+from dataclasses import replace
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from botstream.config import TopicNames, load_settings
+from botstream.config import load_settings
 from botstream.kafka.local_broker import LocalKafka
 from botstream.kafka.topics import ensure_topics, kafka_client_kwargs
 from botstream.sim.generator import SimConfig, TrafficSimulator, expected_span_ms
@@ -37,15 +37,8 @@ from botstream.stream.topology import build_stages
 
 def isolated_settings(bootstrap: str, prefix: str):
     """Settings whose topics and groups carry ``prefix``."""
-    names = TopicNames(
-        **{f.name: prefix + getattr(TopicNames(), f.name) for f in fields(TopicNames)}
-    )
     return replace(
-        load_settings(env={}),
-        bootstrap_servers=bootstrap,
-        app_id=prefix + "botstream",
-        topics=names,
-        partitions=4,
+        load_settings(env={}).with_prefix(prefix), bootstrap_servers=bootstrap, partitions=4
     )
 
 

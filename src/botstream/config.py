@@ -114,6 +114,16 @@ class Settings:
             host = socket.gethostname()
         return f"http://{host}:{self.web_port}"
 
+    def with_prefix(self, prefix: str) -> Settings:
+        """A copy whose topics and app id (so groups and transactional ids) start with ``prefix``.
+
+        Copies with different prefixes share a cluster without seeing each other.
+        """
+        topics = TopicNames(
+            **{f.name: prefix + getattr(self.topics, f.name) for f in fields(TopicNames)}
+        )
+        return replace(self, topics=topics, app_id=prefix + self.app_id)
+
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some top-level fields replaced."""
         return replace(self, **changes)

@@ -59,6 +59,7 @@ from botstream.domain.timefmt import format_timestamp, parse_timestamp_ms
 from botstream.kafka.local_broker import free_port
 from botstream.kafka.topics import kafka_client_kwargs
 from botstream.sim.generator import SimConfig, TrafficSimulator, expected_span_ms
+from botstream.stream.metrics import metric_total
 from tests.integration.conftest import produce
 from tests.unit.schema_helpers import validator
 
@@ -312,16 +313,8 @@ class WorkerProcess(ChildWorker):
 
 def parse_metric(text: str, name: str) -> float:
     """Sum of the samples of ``name`` (with any labels) in Prometheus text ``text``."""
-    total = 0.0
-    found = False
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        metric, _, value = line.rpartition(" ")
-        if metric == name or metric.startswith(name + "{"):
-            total += float(value)
-            found = True
-    if not found:
+    total = metric_total(text, name)
+    if total is None:
         raise AssertionError(f"metric {name} not in /metrics")
     return total
 
@@ -983,17 +976,8 @@ async def isolated_settings(bootstrap: str, partitions: int = 4) -> Settings:
     from botstream.config import load_settings
     from botstream.kafka.topics import ensure_topics
 
-    prefix = f"m{uuid.uuid4().hex[:8]}-"
-    names = TopicNames(
-        **{f.name: prefix + getattr(TopicNames(), f.name) for f in fields(TopicNames)}
-    )
-    settings = replace(
-        load_settings(env={}),
-        bootstrap_servers=bootstrap,
-        app_id=prefix + "botstream",
-        topics=names,
-        partitions=partitions,
-    )
+    settings = load_settings(env={}).with_prefix(f"m{uuid.uuid4().hex[:8]}-")
+    settings = replace(settings, bootstrap_servers=bootstrap, partitions=partitions)
     await ensure_topics(settings)
     return settings
 

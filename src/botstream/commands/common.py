@@ -103,6 +103,14 @@ def _config_file(path: str) -> dict[str, Any]:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from ``--config``, the environment and the flags of ``args``."""
+    return load_settings(env=setting_values(args))
+
+
+def setting_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The raw ``BOTSTREAM_*`` values of ``--config``, the environment and the flags, merged.
+
+    As environment variables, they give a child process (a worker) the same settings.
+    """
     merged: dict[str, Any] = {}
     if getattr(args, "config", None):
         merged.update(_config_file(args.config))
@@ -114,4 +122,4 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             if key.startswith("env:") and value is not None
         }
     )
-    return load_settings(env=merged)
+    return merged

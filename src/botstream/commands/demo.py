@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from botstream.commands.common import add_config_flag, add_kafka_flags, settings_from_args
-from botstream.config import FLAG_FOR_ENV
+from botstream.commands.common import add_config_flag, add_kafka_flags, setting_values
+from botstream.config import load_settings
 
 EXAMPLES = """\
 examples:
@@ -32,7 +31,9 @@ worker's log and summary.json.
 """
 
 
-def _positive(flag: str, kind=float):
+def _positive(kind=float):
+    """An argparse type: a number of ``kind`` above 0."""
+
     def parse(text: str):
         try:
             value = kind(text)
@@ -42,7 +43,6 @@ def _positive(flag: str, kind=float):
             raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
         return value
 
-    parse.__name__ = flag
     return parse
 
 
@@ -57,21 +57,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--duration",
-        type=_positive("--duration"),
+        type=_positive(),
         default=60.0,
         metavar="SECONDS",
         help="wall time of simulated traffic (default 60)",
     )
     parser.add_argument(
         "--speed",
-        type=_positive("--speed"),
+        type=_positive(),
         default=2880.0,
         metavar="X",
         help="simulated time per wall time (default 2880: two days a minute)",
     )
     parser.add_argument(
         "--accounts",
-        type=_positive("--accounts", int),
+        type=_positive(int),
         default=1000,
         metavar="N",
         help="normal accounts, besides 3 hot ones that cross their limits (default 1000)",
@@ -95,15 +95,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _worker_env(args: argparse.Namespace) -> dict[str, str]:
-    """The demo's ``BOTSTREAM_*`` environment and Kafka flags, for its worker."""
-    env = {k: v for k, v in os.environ.items() if k in FLAG_FOR_ENV}
-    for key, value in vars(args).items():
-        if key.startswith("env:") and value is not None:
-            env[key.removeprefix("env:")] = value
-    return env
-
-
 def run(args: argparse.Namespace) -> int:
     """Start (or reach) Kafka, create the topics, run the demo, stop what was started."""
     from rich.console import Console
@@ -112,15 +103,14 @@ def run(args: argparse.Namespace) -> int:
     from botstream.kafka.local_broker import LocalKafka
     from botstream.kafka.topics import ensure_topics
 
-    settings = settings_from_args(args)
+    values = setting_values(args)
+    settings = load_settings(env=values)
     console = Console(highlight=False)
     if not console.is_terminal:
         # Logs and CI: wide enough for the summary's lines, never the 80 columns default.
         console = Console(highlight=False, width=120)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    local = getattr(args, "env:BOTSTREAM_BOOTSTRAP") is None and not os.environ.get(
-        "BOTSTREAM_BOOTSTRAP"
-    )
+    local = "BOTSTREAM_BOOTSTRAP" not in values
     options = DemoOptions(
         duration_s=args.duration,
         speed=args.speed,
@@ -129,8 +119,7 @@ def run(args: argparse.Namespace) -> int:
         live=args.live and console.is_terminal,
         stay=args.stay,
         folder=args.dir,
-        worker_env=_worker_env(args),
-        config_file=args.config,
+        worker_env=values,
     )
     prepare_folder(args.dir, fresh_state=local)
     broker = None

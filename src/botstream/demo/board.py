@@ -18,6 +18,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from botstream.domain.metering import nearest_limit
 from botstream.domain.stats import STAT_FIELDS
 
 #: Colour of each outcome in the views.
@@ -99,15 +100,11 @@ class DemoBoard:
 
     def closest_to_limit(self, count: int) -> list[dict]:
         """The ``count`` usage records with the highest used/limit, highest first."""
-        return sorted(self.usage.values(), key=_usage_share, reverse=True)[:count]
+        return nearest_limit(self.usage.values(), count)
 
     def alert_counts(self) -> Counter:
         """Alerts by kind."""
         return Counter(alert["kind"] for alert in self.alerts)
-
-
-def _usage_share(record: dict) -> float:
-    return record["used"] / record["limit"] if record["limit"] else float(record["used"] > 0)
 
 
 def usage_bar(used: int, limit: int, width: int = 24) -> Text:

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.live import Live
 
@@ -49,6 +48,7 @@ from botstream.kafka.topics import admin_client, kafka_client_kwargs
 from botstream.sim.generator import Record, SimConfig, TrafficSimulator
 from botstream.sim.runner import Pacer, produce_events, produce_plans
 from botstream.sim.sinks import KafkaSink
+from botstream.stream.metrics import metric_total
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,8 @@ class DemoOptions:
     stay: bool = False
     #: Where the log copy, the worker's log and data, and summary.json go.
     folder: Path = Path(".botstream-data/demo")
-    #: ``BOTSTREAM_*`` settings the worker gets (the demo's environment and flags).
+    #: ``BOTSTREAM_*`` settings the worker gets (the demo's config, environment and flags).
     worker_env: Mapping[str, str] = field(default_factory=dict)
-    config_file: str | None = None
     #: The local broker's JVM, when the demo started one (reported in summary.json).
     broker_pid: int | None = None
 
@@ -191,11 +190,8 @@ async def _get(session: aiohttp.ClientSession, url: str) -> tuple[int, bytes] | 
 
 
 def events_processed(metrics_text: str) -> int:
-    """``botstream_events_in_total`` from a worker's Prometheus text."""
-    for family in text_string_to_metric_families(metrics_text):
-        if family.name == "botstream_events_in":
-            return int(sum(s.value for s in family.samples if s.name.endswith("_total")))
-    return 0
+    """``botstream_events_in_total`` from a worker's Prometheus text (0 before the first)."""
+    return int(metric_total(metrics_text, "botstream_events_in_total") or 0)
 
 
 class DemoRun:
@@ -212,8 +208,6 @@ class DemoRun:
         port = settings.web_port if port_is_free(settings.web_port) else free_port()
         self.url = f"http://127.0.0.1:{port}"
         args = ["worker", "--log-level", "info"]
-        if options.config_file:
-            args += ["--config", options.config_file]
         env = {
             **options.worker_env,
             "BOTSTREAM_BOOTSTRAP": settings.bootstrap_servers,
@@ -321,7 +315,6 @@ class DemoRun:
                 reporter.cancel()
             if live is not None:
                 live.stop()
-        self.result.interrupted = self.stop.is_set()
 
     # -- waiting -----------------------------------------------------------------------
 
@@ -450,7 +443,7 @@ class DemoRun:
         result.usage_records = len(board.usage)
         result.alerts = dict(board.alert_counts())
         result.dead_letters = dict(board.dead_letters)
-        result.interrupted = result.interrupted or self.stop.is_set()
+        result.interrupted = self.stop.is_set()
 
     def _write_summary_json(self) -> None:
         path = self.options.folder / "summary.json"

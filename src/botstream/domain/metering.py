@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from botstream.domain.config import DomainConfig
@@ -99,6 +100,11 @@ def usage_record(usage: Usage, plans: PlanHistory | None, config: DomainConfig) 
         "over_limit": max(0, usage.used - terms.limit),
         "updated_at": format_timestamp(usage.updated_at),
     }
+
+
+def nearest_limit(records: Iterable[dict], count: int) -> list[dict]:
+    """The ``count`` usage records with the highest share of their limit, highest first."""
+    return sorted(records, key=lambda r: r["used"] / max(r["limit"], 1), reverse=True)[:count]
 
 
 def empty_usage_record(

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from botstream.domain.metering import nearest_limit
 from botstream.domain.stats import STAT_FIELDS
 from botstream.replay.engine import ReplayResult
 
@@ -37,9 +38,7 @@ def print_summary(
         outcomes.add_row(name, f"{totals[name]:,}")
     console.print(outcomes)
 
-    top = sorted(result.usage.values(), key=lambda r: r["used"] / max(r["limit"], 1), reverse=True)[
-        :5
-    ]
+    top = nearest_limit(result.usage.values(), 5)
     if top:
         usage = Table(title="accounts nearest their limit", show_edge=False)
         for column in ("account", "month", "plan", "used", "limit", "over"):

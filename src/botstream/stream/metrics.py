@@ -83,3 +83,15 @@ class StreamMetrics:
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""
         return generate_latest(self.registry)
+
+
+def metric_total(text: str, name: str) -> float | None:
+    """The sum of every sample of ``name`` (any labels) in Prometheus text, None if absent."""
+    total = None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        metric, _, value = line.rpartition(" ")
+        if metric == name or metric.startswith(name + "{"):
+            total = (total or 0.0) + float(value)
+    return total
