@@ -120,6 +120,9 @@ async def baseline(settings, count: int) -> float:
             if not batches:
                 continue
             async with producer.transaction():
+                # Offsets first, as the stages do (tests/integration/test_stage_transactions.py).
+                offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+                await producer.send_offsets_to_transaction(offsets, group)
                 for records in batches.values():
                     for record in records:
                         try:
@@ -128,8 +131,6 @@ async def baseline(settings, count: int) -> float:
                             value = None
                         await producer.send(out, orjson.dumps(value), key=record.key)
                     seen += len(records)
-                offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
-                await producer.send_offsets_to_transaction(offsets, group)
         return time.perf_counter() - started
     finally:
         await producer.stop()

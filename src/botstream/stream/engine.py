@@ -206,14 +206,18 @@ class Stage:
         producer = owned.producer
         try:
             async with producer.transaction():
+                # Offsets first: an AddOffsetsToTxn that reaches the coordinator while
+                # the broker verifies this transaction's produce requests (KIP-890)
+                # makes the broker answer NOT_ENOUGH_REPLICAS, and the producer
+                # retries after its 100 ms backoff.
+                if offsets is not None:
+                    await producer.send_offsets_to_transaction(offsets, self.group_id)
                 send = producer.send
                 for item in out:
                     await send(item.topic, item.value, key=item.key, partition=item.partition)
                 if self.changelog_topic:
                     for key, value in changes.items():
                         await send(self.changelog_topic, value, key=key, partition=partition)
-                if offsets is not None:
-                    await producer.send_offsets_to_transaction(offsets, self.group_id)
         except Exception:
             # The transaction is aborted, but the in-memory state already holds
             # its effects: rebuild the partition from what was committed.
