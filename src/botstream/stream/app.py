@@ -126,11 +126,19 @@ class Worker:
 
     # -- reads ------------------------------------------------------------------------
 
+    def account_views(self) -> dict[int, object]:
+        """The account-stage state this worker serves reads from, by partition.
+
+        Each view has ``plans`` (account -> plan history), ``usage`` ((account,
+        month) -> :class:`~botstream.domain.metering.Usage`) and ``stats``
+        (account -> month -> counts by outcome). Read them, never change them.
+        """
+        return {partition: owned.task for partition, owned in self.stages["accounts"].owned.items()}
+
     def owner_of(self, account_id: str) -> tuple[int, object | None]:
-        """``(partition, local account task or None)`` for an account."""
+        """``(partition, local account view or None)`` for an account."""
         partition = account_partition(account_id, self.settings.partitions)
-        owned = self.stages["accounts"].owned.get(partition)
-        return partition, None if owned is None else owned.task
+        return partition, self.account_views().get(partition)
 
     def usage(self, task, account_id: str, month: str) -> dict:
         """The usage record of an account and month, from the owning task."""
