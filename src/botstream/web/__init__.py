@@ -1,0 +1,1 @@
+"""What a worker's web server serves besides the read API: the dashboard pages."""
