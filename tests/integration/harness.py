@@ -697,17 +697,24 @@ def stable_limit_months(
     return stable, set(limits) - stable
 
 
-def compare_with_replay(log: SimLog, outputs: Outputs, replay: ReplayOutputs) -> list[str]:
-    """Every way the committed outputs differ from the replay's (empty when they agree)."""
+def compare_with_replay(
+    log: SimLog, outputs: Outputs, replay: ReplayOutputs, *, revisions: bool = False
+) -> list[str]:
+    """Every way the committed outputs differ from the replay's (empty when they agree).
+
+    With ``revisions`` the outcomes' revision counts must agree too.
+    """
     problems: list[str] = []
     live = outputs.latest_outcomes()
-    # Outcomes: the latest record of each conversation, on every field but `revision`.
-    # The revision counts how many times a conversation was published, and that
-    # depends on when event time moved: the live stream has one watermark per
-    # partition and moves an idle partition's watermark to the wall clock, so a
-    # conversation can be ended there (by inactivity, or between two batches)
-    # and then revised by a later-arriving event, where the replay's single
-    # watermark ended it once.
+    # Outcomes: the latest record of each conversation, on every field but `revision`
+    # unless asked. The revision counts how many times a conversation was published,
+    # and that depends on when event time moved: the live stream has one watermark
+    # per partition and moves an idle partition's watermark to the wall clock, so a
+    # conversation that really stayed silent for the idle timeout in wall time can
+    # be ended there and then revised by its next event, where the replay's single
+    # watermark ended it once. A log whose events all arrive well after their event
+    # time, processed without wall-clock pauses, must give the replay's revisions.
+    strip = (lambda record: record) if revisions else _without_revision
     missing = sorted(set(replay.outcomes) - set(live))
     extra = sorted(set(live) - set(replay.outcomes))
     if missing or extra:
@@ -718,7 +725,7 @@ def compare_with_replay(log: SimLog, outputs: Outputs, replay: ReplayOutputs) ->
     differing = [
         (cid, live[cid], replay.outcomes[cid])
         for cid in sorted(set(live) & set(replay.outcomes))
-        if _without_revision(live[cid]) != _without_revision(replay.outcomes[cid])
+        if strip(live[cid]) != strip(replay.outcomes[cid])
     ]
     if differing:
         cid, got, want = differing[0]
