@@ -64,13 +64,16 @@ async def test_read_api_of_two_workers(stream_settings, tmp_path, pool) -> None:
     assert owned["a"] | owned["b"] == set(range(settings.partitions))
 
     # /usage: every account and month with charges, asked of both workers.
-    usage_check = validator("usage")
+    # The answer is the usage record plus a forecast (schemas/usage-response.schema.json).
+    usage_check = validator("usage-response")
     began = time.monotonic()
     for (account, month), want in sorted(replay.usage.items()):
         for worker in (first, second):
             got = await worker.get_json(f"/usage/{account}", month=month)
             usage_check.validate(got)
+            forecast = got.pop("forecast")
             assert got == want, f"{worker.name} /usage/{account}?month={month}"
+            assert (forecast["status"] == "reached") == (want["used"] >= forecast["limit"])
     log_line(
         f"{2 * len(replay.usage)} /usage reads in {time.monotonic() - began:.1f} s, "
         "half of them forwarded"

@@ -32,6 +32,7 @@ SCHEMA_NAMES = (
     "plan-record",
     "outcome",
     "usage",
+    "usage-response",
     "alert",
     "dead-letter",
     "stats",

@@ -33,7 +33,7 @@ OUTPUT_TIMESTAMP = (
     r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z$"
 )
 INPUTS = ("widget-event", "plan-record")
-OUTPUTS = ("outcome", "usage", "alert", "dead-letter", "stats")
+OUTPUTS = ("outcome", "usage", "usage-response", "alert", "dead-letter", "stats")
 
 
 def _load_cases(name: str) -> dict:
@@ -108,11 +108,24 @@ def test_input_timestamp_pattern(name: str) -> None:
     assert timestamp["format"] == "date-time"
 
 
-@pytest.mark.parametrize("name", ("outcome", "usage", "alert"))
+@pytest.mark.parametrize("name", ("outcome", "usage", "usage-response", "alert"))
 def test_output_timestamp_pattern(name: str) -> None:
     timestamp = load_schema(name)["$defs"]["timestamp"]
     assert timestamp["pattern"] == OUTPUT_TIMESTAMP
     assert timestamp["format"] == "date-time"
+
+
+def test_usage_response_is_the_usage_record_and_a_forecast() -> None:
+    """The read API's answer repeats the record's fields exactly, and adds ``forecast``."""
+    record, answer = load_schema("usage"), load_schema("usage-response")
+    fields = dict(answer["properties"])
+    forecast_fields = {"status", "limit_reached_on", "per_day", "limit", "as_of"}
+    assert set(fields.pop("forecast")["required"]) == forecast_fields
+    assert fields == record["properties"]
+    assert answer["required"] == [*record["required"], "forecast"]
+    assert answer["$defs"] == record["$defs"] and answer["allOf"] == record["allOf"]
+    for example, answer_example in zip(record["examples"], answer["examples"], strict=True):
+        assert {k: v for k, v in answer_example.items() if k != "forecast"} == example
 
 
 def test_widget_event_types_match_spec() -> None:

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import murmur2
 
 from botstream.config import Settings
+from botstream.domain.forecast import add_forecast
 from botstream.domain.metering import empty_usage_record, usage_record
 from botstream.domain.stats import stats_record
 from botstream.domain.timefmt import month_of, parse_month
@@ -141,14 +142,16 @@ class Worker:
         return partition, self.account_views().get(partition)
 
     def usage(self, task, account_id: str, month: str) -> dict:
-        """The usage record of an account and month, from the owning task."""
+        """The usage record of an account and month, from the owning task, with its forecast."""
         config = self.settings.domain
         plans = task.plans.get(account_id)
         usage = task.usage.get((account_id, month))
         if usage is None:
             start, _ = parse_month(month)
-            return empty_usage_record(account_id, month, start, plans, config)
-        return usage_record(usage, plans, config)
+            record = empty_usage_record(account_id, month, start, plans, config)
+        else:
+            record = usage_record(usage, plans, config)
+        return add_forecast(record, plans, int(self.clock() * 1000), config)
 
     def stats(self, task, account_id: str, month: str) -> dict:
         """The statistics record of an account and month, from the owning task."""
