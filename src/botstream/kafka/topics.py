@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,8 @@ from botstream.errors import ConfigError, KafkaUnavailableError
 
 #: How long a command waits for an unreachable broker before giving up.
 CONNECT_TIMEOUT_S = 15.0
+#: How long the second look at a failed connection (to say why it failed) may take.
+DIAGNOSE_TIMEOUT_S = 5.0
 
 DAY_MS = 86_400_000
 #: Retention of alerts, dead letters and the internal topics.
@@ -149,6 +153,13 @@ def kafka_client_kwargs(settings: Settings) -> dict[str, Any]:
 
         if bool(security.ssl_certfile) != bool(security.ssl_keyfile):
             raise ConfigError("BOTSTREAM_SSL_CERTFILE and BOTSTREAM_SSL_KEYFILE go together")
+        for name, path in (
+            ("BOTSTREAM_SSL_CAFILE", security.ssl_cafile),
+            ("BOTSTREAM_SSL_CERTFILE", security.ssl_certfile),
+            ("BOTSTREAM_SSL_KEYFILE", security.ssl_keyfile),
+        ):
+            if path and not os.access(path, os.R_OK):
+                raise ConfigError(f"{name}: cannot read {path}")
         try:
             kwargs["ssl_context"] = create_ssl_context(
                 cafile=security.ssl_cafile or None,
@@ -156,7 +167,11 @@ def kafka_client_kwargs(settings: Settings) -> dict[str, Any]:
                 keyfile=security.ssl_keyfile or None,
             )
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"SSL files: {exc}") from None
+            reason = getattr(exc, "reason", None) or str(exc)
+            raise ConfigError(
+                f"SSL files ({security.ssl_cafile or '-'}, {security.ssl_certfile or '-'}, "
+                f"{security.ssl_keyfile or '-'}): not usable PEM files ({reason})"
+            ) from None
     return kwargs
 
 
@@ -183,11 +198,113 @@ async def admin_client(settings: Settings, timeout_s: float = CONNECT_TIMEOUT_S)
         try:
             await asyncio.wait_for(admin.start(), timeout_s)
         except Exception as exc:
-            raise _unavailable(settings, exc) from None
+            raise await connection_error(settings, exc) from None
         yield admin
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
+
+
+async def connection_error(
+    settings: Settings, exc: BaseException, timeout_s: float = DIAGNOSE_TIMEOUT_S
+) -> KafkaUnavailableError:
+    """A one-line error saying why a client could not connect to Kafka.
+
+    aiokafka reports a failed bootstrap as "Unable to bootstrap" (the cause
+    goes to its log only), so when ``exc`` does not say why, one connection to
+    the first bootstrap server is tried again, with the same settings, to find
+    out: a refused password, an untrusted certificate, a listener that expects
+    TLS or SASL... If that says nothing either, the error is the generic
+    "cannot reach Kafka".
+    """
+    reason = _connection_failure(settings, exc)
+    if reason is None:
+        reason = await _diagnose(settings, timeout_s)
+    if reason is None:
+        return _unavailable(settings, exc)
+    return KafkaUnavailableError(f"Kafka at {settings.bootstrap_servers}: {reason}")
+
+
+async def _diagnose(settings: Settings, timeout_s: float) -> str | None:
+    """Why one connection to the first bootstrap server fails, or None if it works.
+
+    Like aiokafka's bootstrap, it connects (TLS, SASL) and asks for metadata.
+    """
+    from aiokafka.conn import create_conn
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    kwargs = kafka_client_kwargs(settings)
+    host, _, port = kwargs.pop("bootstrap_servers").split(",")[0].strip().rpartition(":")
+    if not port.isdigit():
+        return None  # not host:port: the generic message shows the address
+    try:
+        conn = await asyncio.wait_for(
+            create_conn(
+                host.strip("[]") or "localhost",
+                int(port),
+                request_timeout_ms=int(timeout_s * 1000),
+                **kwargs,
+            ),
+            timeout_s,
+        )
+    except Exception as exc:
+        return _connection_failure(settings, exc)
+    try:
+        await asyncio.wait_for(conn.send(MetadataRequest([])), timeout_s)
+    except Exception as exc:
+        return _connection_failure(settings, exc)
+    finally:
+        conn.close()
+    return None
+
+
+def _connection_failure(settings: Settings, exc: BaseException) -> str | None:
+    """What a connection error means, in words, or None when it does not say."""
+    from aiokafka.errors import (
+        KafkaConnectionError,
+        SaslAuthenticationFailed,
+        UnsupportedSaslMechanismError,
+    )
+
+    security = settings.security
+    protocol = (security.security_protocol or "PLAINTEXT").upper()
+    mechanism = (security.sasl_mechanism or "PLAIN").upper()
+    if isinstance(exc, SaslAuthenticationFailed):
+        return (
+            f"authentication failed for user {security.sasl_username!r} ({mechanism}); "
+            "check BOTSTREAM_SASL_USERNAME and BOTSTREAM_SASL_PASSWORD"
+        )
+    if isinstance(exc, UnsupportedSaslMechanismError):
+        return f"the broker does not accept SASL mechanism {mechanism} (BOTSTREAM_SASL_MECHANISM)"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or exc.reason or "verification failed"
+        if exc.verify_code == 62:  # X509_V_ERR_HOSTNAME_MISMATCH
+            return f"TLS: the broker's certificate is not valid for this host name ({detail})"
+        if exc.verify_code == 10:  # X509_V_ERR_CERT_HAS_EXPIRED
+            return f"TLS: the broker's certificate has expired ({detail})"
+        trusted_by = (
+            f"BOTSTREAM_SSL_CAFILE ({security.ssl_cafile})"
+            if security.ssl_cafile
+            else "the system's CAs (BOTSTREAM_SSL_CAFILE is not set)"
+        )
+        return f"TLS: the broker's certificate is not trusted by {trusted_by}: {detail}"
+    if isinstance(exc, ssl.SSLError):
+        return (
+            f"TLS handshake failed ({exc.reason or exc}); does the listener speak TLS? "
+            f"(BOTSTREAM_SECURITY_PROTOCOL is {protocol})"
+        )
+    if isinstance(exc, KafkaConnectionError) and str(exc).endswith(" closed"):
+        if protocol in {"PLAINTEXT", "SASL_PLAINTEXT"}:
+            return (
+                "the broker closed the connection at once; it may expect TLS "
+                f"(BOTSTREAM_SECURITY_PROTOCOL is {protocol}: try SSL or SASL_SSL)"
+            )
+        if protocol == "SSL":
+            return (
+                "the broker closed the connection after the TLS handshake; it may expect "
+                "SASL (BOTSTREAM_SECURITY_PROTOCOL is SSL: try SASL_SSL)"
+            )
+    return None
 
 
 def _unavailable(settings: Settings, exc: BaseException) -> KafkaUnavailableError:

@@ -145,10 +145,10 @@ class KafkaSink:
         try:
             await producer.start()
         except (KafkaError, OSError) as exc:
+            from botstream.kafka.topics import connection_error
+
             await _quietly(producer.stop())
-            raise KafkaUnavailableError(
-                f"cannot reach Kafka at {self.settings.bootstrap_servers}: {exc}"
-            ) from None
+            raise await connection_error(self.settings, exc) from None
         self._producer = producer
 
     async def send(self, record: Record) -> None:
