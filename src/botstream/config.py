@@ -20,6 +20,8 @@ from botstream.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+#: An API token: long enough not to be guessed, and safe in a header and a cookie.
+_API_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
 
 
 def parse_duration_ms(text: str) -> int:
@@ -98,6 +100,8 @@ class Settings:
     #: host and port (with this machine's name when listening on every interface).
     web_url: str | None = None
     data_dir: str = ".botstream-data"
+    #: The bearer token the read API requires (None: open); see botstream.web.security.
+    api_token: str | None = None
     topics: TopicNames = field(default_factory=TopicNames)
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     domain: DomainConfig = field(default_factory=DomainConfig)
@@ -140,6 +144,7 @@ _ENV: dict[str, tuple[str, str, Any]] = {
     "BOTSTREAM_WEB_PORT": ("", "web_port", int),
     "BOTSTREAM_WEB_URL": ("", "web_url", str),
     "BOTSTREAM_DATA_DIR": ("", "data_dir", str),
+    "BOTSTREAM_API_TOKEN": ("", "api_token", str),
     "BOTSTREAM_SECURITY_PROTOCOL": ("security", "security_protocol", str),
     "BOTSTREAM_SASL_MECHANISM": ("security", "sasl_mechanism", str),
     "BOTSTREAM_SASL_USERNAME": ("security", "sasl_username", str),
@@ -218,4 +223,10 @@ def load_settings(
         raise ConfigError(f"{_setting_name('BOTSTREAM_PARTITIONS')}: must be at least 1")
     if not 0 < settings.web_port < 65536:
         raise ConfigError(f"{_setting_name('BOTSTREAM_WEB_PORT')}: must be a TCP port (1-65535)")
+    if settings.api_token is not None and not _API_TOKEN.fullmatch(settings.api_token):
+        raise ConfigError(
+            f"{_setting_name('BOTSTREAM_API_TOKEN')}: use 16 to 256 characters of A-Z a-z 0-9 "
+            "and . _ ~ + / = - (make one with: python3 -c "
+            "'import secrets; print(secrets.token_urlsafe(32))')"
+        )
     return settings

@@ -45,6 +45,13 @@ _WORKER_FLAGS = {
     "BOTSTREAM_WEB_URL": "URL other workers use to reach this one's read API "
     "(default http://HOST:PORT)",
     "BOTSTREAM_DATA_DIR": "directory for the worker's local files (.botstream-data)",
+    "BOTSTREAM_API_TOKEN": "bearer token the read API requires, except /health "
+    "(default: none; prefer the environment variable)",
+}
+
+_API_FLAGS = {
+    "BOTSTREAM_API_TOKEN": "bearer token of the workers' read API (prefer the environment "
+    "variable)",
 }
 
 
@@ -81,6 +88,11 @@ def add_kafka_flags(parser: argparse.ArgumentParser) -> None:
 def add_worker_flags(parser: argparse.ArgumentParser) -> None:
     """Flags of a worker process (identity, read API)."""
     _add(parser.add_argument_group("worker"), _WORKER_FLAGS)
+
+
+def add_api_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags of a client of the read API (the token)."""
+    _add(parser.add_argument_group("read API"), _API_FLAGS)
 
 
 def _config_file(path: str) -> dict[str, Any]:

@@ -41,7 +41,12 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from botstream.commands.common import add_config_flag, add_kafka_flags, settings_from_args
+from botstream.commands.common import (
+    add_api_flags,
+    add_config_flag,
+    add_kafka_flags,
+    settings_from_args,
+)
 from botstream.config import Settings
 from botstream.domain.timefmt import parse_month
 from botstream.errors import BotstreamError, ConfigError, KafkaUnavailableError
@@ -55,7 +60,8 @@ examples:
 
 Asks a running worker (botstream worker) for the account's usage in a UTC
 month: plan, pack, used of the limit, remaining, over the limit, and the time
-of the latest charge. Any worker answers for any account.
+of the latest charge. Any worker answers for any account. Workers started with
+an API token want it too: export BOTSTREAM_API_TOKEN (or give --api-token).
 """
 
 STATS_EXAMPLES = """\
@@ -126,6 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
         parser.add_argument("--json", action="store_true", help="print the record as JSON")
         add_config_flag(parser)
+        add_api_flags(parser)
         parser.set_defaults(func=func)
 
     alerts = subparsers.add_parser(
@@ -177,13 +184,14 @@ def fetch_json(
     retries: int | None = None,
     pause_s: float | None = None,
     timeout_s: float | None = None,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """``GET url+path?month=...`` as a JSON object; every failure is a one-line BotstreamError.
 
     A 503 (the account's partition has no owner right now) is retried
     ``retries`` times, ``pause_s`` apart (default: :data:`RETRIES_ON_503`,
     :data:`RETRY_PAUSE_S`); one request may take ``timeout_s``
-    (:data:`HTTP_TIMEOUT_S`).
+    (:data:`HTTP_TIMEOUT_S`). ``token`` is sent as ``Authorization: Bearer``.
     """
     retries = RETRIES_ON_503 if retries is None else retries
     pause_s = RETRY_PAUSE_S if pause_s is None else pause_s
@@ -191,9 +199,12 @@ def fetch_json(
     target = url + path + ("?" + urllib.parse.urlencode({"month": month}) if month else "")
     # The read API is internal: connect directly, whatever proxy the environment sets.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(
+        target, headers={"Authorization": f"Bearer {token}"} if token else {}
+    )
     for attempt in range(retries + 1):
         try:
-            with opener.open(target, timeout=timeout_s) as response:
+            with opener.open(request, timeout=timeout_s) as response:
                 body = response.read()
             break
         except urllib.error.HTTPError as exc:
@@ -208,6 +219,14 @@ def fetch_json(
                 ) from None
             if status == 400:
                 raise ConfigError(f"the worker at {url} refused the request: {detail}") from None
+            if status == 401:
+                raise ConfigError(
+                    f"the worker at {url} refused the API token (BOTSTREAM_API_TOKEN or "
+                    "--api-token)"
+                    if token
+                    else f"the worker at {url} needs an API token: set BOTSTREAM_API_TOKEN "
+                    "(or --api-token)"
+                ) from None
             if status == 404:
                 raise BotstreamError(
                     f"{target}: HTTP 404 (is {url} a botstream worker's read API?)"
@@ -258,7 +277,8 @@ def _read(args: argparse.Namespace, path: str) -> tuple[dict[str, Any], Settings
     month = check_month(args.month)
     settings = settings_from_args(args)
     url = worker_url(args, settings)
-    return fetch_json(url, f"{path}/{urllib.parse.quote(args.account, safe='')}", month), settings
+    account = urllib.parse.quote(args.account, safe="")
+    return fetch_json(url, f"{path}/{account}", month, token=settings.api_token), settings
 
 
 def run_usage(args: argparse.Namespace) -> int:

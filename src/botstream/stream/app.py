@@ -31,6 +31,7 @@ from botstream.domain.timefmt import month_of, parse_month
 from botstream.kafka.topics import kafka_client_kwargs
 from botstream.stream.metrics import StreamMetrics
 from botstream.stream.topology import build_stages
+from botstream.web.security import forward_headers, install_security
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> fa
         broker=[f"kafka://{host}" for host in settings.bootstrap_servers.split(",")],
         broker_credentials=_faust_credentials(settings),
         web_host=settings.web_host,
+        web_bind=settings.web_host,  # Faust's default binds every interface
         web_port=settings.web_port,
         web_enabled=True,
         store="memory://",
@@ -216,6 +218,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> fa
 
     app.service(StagesService)
     _add_views(app, worker)
+    install_security(app, settings)
     return app
 
 
@@ -259,7 +262,9 @@ async def _account_read(web, request, worker: Worker, account_id: str, read) -> 
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
             session.get(
-                url, params={"month": month}, headers={FORWARDED_HEADER: worker.url}
+                url,
+                params={"month": month},
+                headers={FORWARDED_HEADER: worker.url, **forward_headers(worker.settings)},
             ) as response,
         ):
             body = await response.read()
