@@ -31,6 +31,7 @@ from botstream.domain.timefmt import month_of, parse_month
 from botstream.kafka.topics import kafka_client_kwargs
 from botstream.stream.metrics import StreamMetrics
 from botstream.stream.topology import build_stages
+from botstream.web.dashboard import add_dashboard
 from botstream.web.security import forward_headers, install_security
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> fa
 
     app.service(StagesService)
     _add_views(app, worker)
+    add_dashboard(app, worker)
     install_security(app, settings)
     return app
 
