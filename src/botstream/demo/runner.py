@@ -49,6 +49,7 @@ from botstream.sim.generator import Record, SimConfig, TrafficSimulator
 from botstream.sim.runner import Pacer, produce_events, produce_plans
 from botstream.sim.sinks import KafkaSink
 from botstream.stream.metrics import metric_total
+from botstream.web.security import forward_headers
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,9 @@ class DemoRun:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.stop.set)
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        self.http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=5), headers=forward_headers(self.settings)
+        )
         tasks: list[asyncio.Task] = []
         try:
             self.worker.start()
