@@ -632,14 +632,19 @@ class ReplayOutputs:
         return sum(u["used"] for u in self.usage.values())
 
 
-def run_replay(log: SimLog, out: Path) -> ReplayOutputs:
-    """`botstream replay` on the log's files with the log's rules; its results."""
+def run_replay(log: SimLog, out: Path, partitions: int = 1) -> ReplayOutputs:
+    """`botstream replay` on the log's files with the log's rules; its results.
+
+    With ``partitions`` > 1 the replay keeps event time per partition as the
+    live stream does (``--partitions``), so revision counts can be compared.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOTSTREAM_")} | log.env
     began = time.monotonic()
     result = subprocess.run(
         [
             *(PYTHON, "-m", "botstream", "replay", str(log.events_path)),
             *("--plans", str(log.plans_path), "--out", str(out), "--quiet"),
+            *("--partitions", str(partitions)),
         ],
         env=env,
         capture_output=True,

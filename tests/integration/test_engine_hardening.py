@@ -7,14 +7,25 @@ shows it no longer does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 
+import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from botstream.domain.timefmt import parse_timestamp_ms
+from botstream.kafka.topics import kafka_client_kwargs
+from botstream.sim.generator import SimConfig, TrafficSimulator
 from tests.integration.harness import (
+    PLAN_LIMITS,
     Outputs,
+    SimLog,
     compare_with_replay,
     exactly_once_problems,
-    generate_log,
     group_offsets,
     log_line,
     produce,
@@ -38,34 +49,107 @@ async def _wait_committed(settings, group: str, topic: str, records: int, timeou
         await asyncio.sleep(0.3)
 
 
-async def test_restart_with_an_old_backlog_gives_the_replays_revisions(
+def realtime_log(directory: Path, *, seconds: float, rate: float, seed: int) -> SimLog:
+    """A simulated log whose event time starts in two seconds and runs ``seconds``.
+
+    Produced with :func:`produce_in_real_time`, each event is sent when its
+    ``occurred_at`` comes, as live widgets do.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    start = int(time.time() * 1000) + 2_000
+    count = int(seconds * rate)
+    per_day = rate * 86_400 / 7 / 200  # about 7 events per conversation, 200 accounts
+    simulator = TrafficSimulator(
+        SimConfig(
+            seed=seed,
+            start_ms=start,
+            count=count,
+            accounts=200,
+            conversations_per_account_day=per_day,
+        )
+    )
+    plans = [(r.key, r.value) for r in simulator.plan_records()]
+    events = [(r.key, r.value) for r in simulator.events()]
+    events_path, plans_path = directory / "events.jsonl", directory / "plans.jsonl"
+    events_path.write_bytes(b"".join(value + b"\n" for _, value in events))
+    plans_path.write_bytes(b"".join(value + b"\n" for _, value in plans))
+    stats = simulator.stats
+    return SimLog(
+        events_path,
+        plans_path,
+        events,
+        plans,
+        stats.first_ms,
+        stats.last_ms,
+        stats.first_ms,
+        Counter(stats.faults),
+        {"BOTSTREAM_PLAN_LIMITS": PLAN_LIMITS, "BOTSTREAM_IDLE_TIMEOUT": "12s"},
+    )
+
+
+async def produce_in_real_time(
+    settings, topic: str, records: list[tuple[bytes | None, bytes]], pause: Callable
+) -> None:
+    """Send each record once the wall clock reaches its ``occurred_at`` (in file order).
+
+    ``pause(elapsed_s)`` is awaited between sends, for the test to act at set times.
+    """
+    producer = AIOKafkaProducer(**kafka_client_kwargs(settings), acks="all", linger_ms=5)
+    await producer.start()
+    began = time.monotonic()
+    try:
+        due = 0
+        for key, value in records:
+            with contextlib.suppress(Exception):  # a malformed record goes with the one before
+                due = max(due, parse_timestamp_ms(orjson.loads(value)["occurred_at"]))
+            wait = due / 1000 - time.time()
+            if wait > 0.02:
+                await producer.flush()
+                await asyncio.sleep(wait)
+                await pause(time.monotonic() - began)
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def test_restart_with_a_backlog_older_than_the_idle_timeout_gives_the_replays_revisions(
     stream_settings, tmp_path, pool
 ) -> None:
     """A worker restarted with a backlog older than the idle timeout ends nothing early.
 
-    Partitions whose backlog has not been read yet must not have their event
-    time moved to the wall clock: that would end their conversations by
-    inactivity, and the backlog would then reopen them (revisions the replay
-    never makes).
+    Widgets send events as they happen, about 1,500 a second, while the worker
+    is stopped for 22 s, longer than the 12 s idle timeout. When it starts
+    again, partitions whose backlog has not been read yet must not have their
+    event time moved to the wall clock: that would end their conversations by
+    inactivity, and the backlog would then reopen them (revisions that
+    `botstream replay --partitions 4` of the same log does not make).
     """
     settings = stream_settings
     topics = settings.topics
-    log = generate_log(tmp_path / "log", count=100_000, seed=17)
-    replay = run_replay(log, tmp_path / "replay")
+    log = realtime_log(tmp_path / "log", seconds=36, rate=1_500, seed=17)
     worker = pool.add("worker", log.env)
-    first, rest = log.events[:8_000], log.events[8_000:]
+    stopped = restarted = False
+
+    async def stop_then_restart(elapsed_s: float) -> None:
+        nonlocal stopped, restarted
+        if elapsed_s > 8 and not stopped:
+            stopped = True
+            worker.stop()
+            log_line(f"worker stopped at {elapsed_s:.1f} s")
+        elif elapsed_s > 30 and not restarted:
+            restarted = True
+            worker.start()
+            log_line(f"worker started again at {elapsed_s:.1f} s")
+
     async with Outputs(settings) as outputs:
         await produce(settings, topics.plans, log.plans)
         worker.start()
         await pool.wait_owning([worker])
         await outputs.wait_plans_read(len(log.plans))
-        await produce(settings, topics.events, first)
-        await _wait_committed(settings, f"{settings.app_id}-conversations", topics.events, 8_000)
-        worker.stop()
-        # Everything else arrives while the worker is down: a backlog dated over
-        # 45 minutes ago, older than the 30-minute idle timeout.
-        await produce(settings, topics.events, rest)
-        worker.start()
+        await produce_in_real_time(settings, topics.events, log.events, stop_then_restart)
+        assert stopped and restarted
+        replay = run_replay(log, tmp_path / "replay", partitions=settings.partitions)
         await outputs.wait_settled(
             set(replay.outcomes), len(replay.dead_letters), timeout_s=120, alive=[worker]
         )

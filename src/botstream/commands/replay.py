@@ -20,6 +20,7 @@ examples:
   botstream replay events.jsonl --out out/
   botstream replay events.jsonl --plans plans.jsonl --out out/ --idle-timeout 10m
   botstream replay events.jsonl --out out/ --plan-limits standard=100/500,pro=500/10000
+  botstream replay events.jsonl --out out/ --partitions 4   # event time per partition, as live
 
 Writes outcomes.jsonl (latest revision of every conversation), usage.jsonl,
 alerts.jsonl (in the order raised), stats.jsonl and dead_letters.jsonl to --out.
@@ -42,9 +43,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plans", metavar="PLANS.jsonl", help="plan records, read first")
     parser.add_argument("--out", metavar="DIR", required=True, help="directory for the results")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    parser.add_argument(
+        "--partitions",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="route each conversation to one of N partitions as Kafka's default partitioner "
+        "would, each with its own event time, as a live stream with N partitions does "
+        "(default 1: the whole file is one partition)",
+    )
     add_config_flag(parser)
     add_domain_flags(parser)
     parser.set_defaults(func=run)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def read_chunks(path: Path, chunk_bytes: int = 1024 * 1024) -> Iterator[list[bytes]]:
@@ -155,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
         not args.quiet and sys.stderr.isatty() and events.stat().st_size >= PROGRESS_MIN_BYTES
     )
     started = time.perf_counter()
-    result = replay_files(events, plans, ReplayEngine(settings.domain), progress)
+    engine = ReplayEngine(settings.domain, partitions=args.partitions)
+    result = replay_files(events, plans, engine, progress)
     elapsed = time.perf_counter() - started
     try:
         counts = write_results(result, out)

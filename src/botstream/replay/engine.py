@@ -1,7 +1,10 @@
 """The offline replay engine: the live stream's domain core, run over files.
 
-Reads plan records first, then the event log in file order as one partition,
-and keeps every result in memory: usage per account and month, alerts in the
+Reads plan records first, then the event log in file order: as one partition,
+or, given ``partitions``, routed to as many partitions as Kafka's default
+partitioner would send each conversation's events (so that event time, late
+events and revisions are those of a live stream with that many partitions).
+It keeps every result in memory: usage per account and month, alerts in the
 order raised, statistics, dead letters, and the conversations themselves, from
 which the latest outcome revisions are written at the end. Nothing here knows
 about terminals or flags (see :mod:`botstream.commands.replay`).
@@ -18,12 +21,13 @@ import orjson
 from botstream.domain.config import DomainConfig
 from botstream.domain.conversation import Conversation, decode_conversation, encode_conversation
 from botstream.domain.dead_letters import dead_letter
-from botstream.domain.events import decode_event
+from botstream.domain.events import WidgetEvent, decode_event
 from botstream.domain.metering import Charge, Usage, count_charge, usage_record
 from botstream.domain.partition import PartitionProcessor, Revision
 from botstream.domain.plans import PlanHistory, add_plan, decode_plan
 from botstream.domain.stats import apply_stats_change, stats_record
 from botstream.errors import InvalidRecord
+from botstream.kafka.partitioner import default_partition
 
 
 class CompactingStore(dict):
@@ -109,10 +113,15 @@ class ReplayResult:
 class ReplayEngine:
     """Feeds records through the domain core exactly as the live stream does."""
 
-    def __init__(self, config: DomainConfig) -> None:
+    def __init__(self, config: DomainConfig, partitions: int = 1) -> None:
         self.config = config
         self.result = ReplayResult()
-        self.partition = PartitionProcessor(config, self.result.store)
+        #: One processor per partition; conversations of different partitions never
+        #: share a key, so they share the store.
+        self.partitions = [
+            PartitionProcessor(config, self.result.store) for _ in range(max(1, partitions))
+        ]
+        self._process = self.partitions[0].process if partitions <= 1 else self._process_routed
         self._plans: dict[str, PlanHistory] = {}
         self._usage: dict[tuple[str, str], Usage] = {}
         #: The plan history in force at each month's last charge, for its usage record.
@@ -132,12 +141,17 @@ class ReplayEngine:
         """Process one raw widget event (a bad one becomes a dead letter)."""
         self.result.events_read += 1
         try:
-            outputs = self.partition.process(decode_event(raw, self.config.max_event_bytes))
+            outputs = self._process(decode_event(raw, self.config.max_event_bytes))
         except InvalidRecord as error:
             self._dead(error, source, offset, raw)
             return
         if outputs:
             self._publish(outputs)
+
+    def _process_routed(self, event: WidgetEvent) -> list:
+        """Process ``event`` in the partition its conversation's key goes to."""
+        key = event.conversation_id.encode()
+        return self.partitions[default_partition(key, len(self.partitions))].process(event)
 
     def add_event_lines(self, chunks: Iterable[list[bytes]], source: str) -> None:
         """Process a file's lines, given as consecutive lists; the hot loop of a replay.
@@ -146,7 +160,7 @@ class ReplayEngine:
         lines are skipped but counted, and one trailing ``\r`` is dropped. The
         steps are those of :meth:`add_event`, with lookups hoisted out of the loop.
         """
-        process = self.partition.process
+        process = self._process
         publish = self._publish
         max_bytes = self.config.max_event_bytes
         first_number = 0  # of the first line in ``lines``
@@ -180,7 +194,7 @@ class ReplayEngine:
             return 0
         raw = raw[:-1]
         try:
-            outputs = self.partition.process(decode_event(raw, self.config.max_event_bytes))
+            outputs = self._process(decode_event(raw, self.config.max_event_bytes))
         except InvalidRecord as retried_error:
             self._dead(retried_error, source, number, raw)
             return 0
@@ -190,9 +204,10 @@ class ReplayEngine:
 
     def finish(self) -> ReplayResult:
         """End every open conversation by inactivity and return the results."""
-        self._publish(self.partition.end_all())
+        for partition in self.partitions:
+            self._publish(partition.end_all())
         result = self.result
-        result.duplicates = self.partition.duplicates
+        result.duplicates = sum(partition.duplicates for partition in self.partitions)
         # Only the last usage record of a month is written, so records are built
         # once here rather than on every charge, each with the plan history as it
         # was at the month's last charge.

@@ -19,16 +19,16 @@ from collections.abc import Callable
 import aiohttp
 import faust
 import mode
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.partitioner import murmur2
 
 from botstream.config import Settings
 from botstream.domain.forecast import add_forecast
 from botstream.domain.metering import empty_usage_record, usage_record
 from botstream.domain.stats import stats_record
 from botstream.domain.timefmt import month_of, parse_month
+from botstream.kafka.partitioner import default_partition
 from botstream.kafka.topics import kafka_client_kwargs
+from botstream.stream.directory import Directory, announcement
 from botstream.stream.metrics import StreamMetrics
 from botstream.stream.topology import build_stages
 from botstream.web.dashboard import add_dashboard
@@ -41,7 +41,7 @@ FORWARDED_HEADER = "X-Botstream-Forwarded"
 
 def account_partition(account_id: str, partitions: int) -> int:
     """The partition of ``account_id`` in keyed topics (Kafka's default partitioner)."""
-    return (murmur2(account_id.encode()) & 0x7FFFFFFF) % partitions
+    return default_partition(account_id.encode(), partitions)
 
 
 class Worker:
@@ -56,11 +56,11 @@ class Worker:
             settings,
             metrics=self.metrics,
             clock=clock,
-            on_accounts_assigned=self._accounts_assigned,
+            on_account_partition=self._account_partition,
         )
-        #: account-stage partition -> URL of the worker that owns it.
-        self.directory: dict[int, str] = {}
-        self._announcements: asyncio.Queue[set[int]] = asyncio.Queue()
+        #: Who serves each partition of the account stage, as announced.
+        self.directory = Directory()
+        self._announcements: asyncio.Queue[tuple[bytes, bytes]] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
 
@@ -92,21 +92,16 @@ class Worker:
 
     # -- ownership directory ----------------------------------------------------------
 
-    def _accounts_assigned(self, partitions: set[int]) -> None:
-        self._announcements.put_nowait(set(partitions))
+    def _account_partition(self, partition: int, generation: int, owned: bool) -> None:
+        self._announcements.put_nowait(announcement(partition, self.url, generation, owned))
 
     async def _announce(self) -> None:
         producer = AIOKafkaProducer(**kafka_client_kwargs(self.settings), acks="all")
         await producer.start()
         try:
             while True:
-                partitions = await self._announcements.get()
-                for partition in partitions:
-                    await producer.send_and_wait(
-                        self.settings.topics.directory,
-                        orjson.dumps({"url": self.url, "at": self.clock()}),
-                        key=str(partition).encode(),
-                    )
+                key, value = await self._announcements.get()
+                await producer.send_and_wait(self.settings.topics.directory, value, key=key)
         finally:
             await producer.stop()
 
@@ -123,7 +118,7 @@ class Worker:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             async for record in consumer:
-                self.directory[int(record.key)] = orjson.loads(record.value)["url"]
+                self.directory.apply(record.key, record.value)
         finally:
             await consumer.stop()
 
@@ -136,7 +131,10 @@ class Worker:
         month) -> :class:`~botstream.domain.metering.Usage`) and ``stats``
         (account -> month -> counts by outcome). Read them, never change them.
         """
-        return {partition: owned.task for partition, owned in self.stages["accounts"].owned.items()}
+        stage = self.stages["accounts"]
+        if not stage.serves_reads:
+            return {}
+        return {partition: owned.task.view for partition, owned in stage.owned.items()}
 
     def owner_of(self, account_id: str) -> tuple[int, object | None]:
         """``(partition, local account view or None)`` for an account."""
@@ -228,9 +226,17 @@ def _add_views(app: faust.App, worker: Worker) -> None:
     @app.page("/health")
     async def health(web, request):
         owned = {name: sorted(stage.owned) for name, stage in worker.stages.items()}
+        restoring = {
+            name: {
+                str(partition): {"restored": progress.restored, "total": progress.total}
+                for partition, progress in stage.restoring.items()
+            }
+            for name, stage in worker.stages.items()
+            if stage.restoring
+        }
         status = "failed" if worker.failed is not None else "ok"
         return web.json(
-            {"status": status, "url": worker.url, "partitions": owned},
+            {"status": status, "url": worker.url, "partitions": owned, "restoring": restoring},
             status=200 if status == "ok" else 503,
         )
 
@@ -254,7 +260,7 @@ async def _account_read(web, request, worker: Worker, account_id: str, read) -> 
     partition, task = worker.owner_of(account_id)
     if task is not None:
         return web.json(read(task, account_id, month))
-    owner = worker.directory.get(partition)
+    owner = worker.directory.owner(partition)
     if request.headers.get(FORWARDED_HEADER) or owner is None or owner == worker.url:
         return web.json(
             {"error": f"partition {partition} has no owner right now; retry"}, status=503

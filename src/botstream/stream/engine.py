@@ -6,39 +6,67 @@ logic for that partition) and a transactional producer whose id is fixed by
 the partition (``<app>-<stage>-<partition>``). Each batch of records becomes
 one transaction holding everything the batch caused:
 
-* the output records (outcomes, usage, alerts, dead letters, internal records),
+* the input offsets, committed with ``send_offsets_to_transaction``, with a
+  token of this commit as their metadata;
+* the output records (outcomes, usage, alerts, dead letters, internal records);
 * the state changes, written to the stage's compacted changelog topic, in the
-  partition of the same number,
-* the input offsets, committed with ``send_offsets_to_transaction``.
+  partition of the same number.
 
 So a batch takes effect completely or not at all. A worker killed at any point
 leaves either a committed transaction (its outputs, state and offsets) or an
-aborted one (none of them). The next owner of the partition starts its producer
-first, which fences any zombie with the same transactional id and aborts its
-open transaction; then it rebuilds the state from the changelog with a
-``read_committed`` consumer and resumes from the committed offset. Faust's own
-exactly-once mode picks the transaction by the *destination* partition of each
-output, which breaks this guarantee for re-keyed outputs (see
-``experiments/faust_eos/``); this module is why botstream does not rely on it.
+aborted one (none of them). Faust's own exactly-once mode picks the
+transaction by the *destination* partition of each output, which breaks this
+guarantee for re-keyed outputs (see ``experiments/faust_eos/``); this module is
+why botstream does not rely on it.
+
+**Ownership.** The group's rebalance callbacks only take note: a revoked
+partition's task is *parked* (its producer stopped), an assigned one is
+paused and handed to a background acquisition, so that a long restore never
+blocks the group's heartbeats or polls. Acquiring a partition starts its
+producer first, which fences any zombie with the same transactional id and
+aborts its open transaction. If the partition was parked here and the
+committed offsets still carry the token of this stage's own last commit,
+nobody else committed anything in between and the parked state is kept;
+otherwise the state is rebuilt from the changelog with a ``read_committed``
+consumer. Then the partition resumes from the committed offset. An
+acquisition that fails is retried a few times, then fails the stage (and the
+worker) loudly rather than leave a partition assigned but never processed.
+
+A transaction refused because another producer fenced this one means another
+worker owns the partition now: the partition is dropped and only acquired
+again on a fresh assignment from the group. So is everything after a pause
+longer than the session timeout (a SIGSTOP, a frozen machine): the group has
+moved on, and a zombie must neither write nor fence the new owner.
+
+**Event time.** A partition whose position has reached its last stable offset
+and that has had nothing new for ``idle_tick_s`` gets a tick (its event time
+follows the wall clock, SPEC section 4). A partition with unread records never
+does: its backlog, not the wall clock, moves its event time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import InvalidProducerEpoch, ProducerFenced
 from aiokafka.structs import ConsumerRecord
 
 from botstream.config import Settings
 from botstream.kafka.topics import kafka_client_kwargs
 
 log = logging.getLogger(__name__)
+
+#: Errors that mean another producer with the same transactional id took over.
+FENCED_ERRORS = (ProducerFenced, InvalidProducerEpoch)
 
 
 @dataclass(slots=True)
@@ -64,10 +92,13 @@ class PartitionTask(Protocol):
         """Handle a batch of input records, appending what to produce to ``out``."""
 
     def tick(self, now_ms: int, out: list[Output]) -> None:
-        """Called when the partition has been idle for a while (wall-clock duties)."""
+        """Called when the partition is caught up and idle (wall-clock duties)."""
 
     def changes(self) -> dict[bytes, bytes | None]:
         """State changes since the last call, as changelog entries; clears them."""
+
+    def committed(self) -> None:
+        """The transaction holding the last :meth:`changes` committed."""
 
 
 class StageMetrics(Protocol):
@@ -76,17 +107,114 @@ class StageMetrics(Protocol):
     def batch_committed(self, stage: str, records: int, seconds: float) -> None:
         """A transaction with ``records`` input records committed in ``seconds``."""
 
+    def partition_acquired(self, stage: str, kept_state: bool) -> None:
+        """A partition was acquired (a producer initialised), its state kept or rebuilt."""
 
-@dataclass
+    def partition_fenced(self, stage: str) -> None:
+        """A transaction was refused because another producer took the partition over."""
+
+
+class StageClients(Protocol):
+    """How a stage makes its Kafka clients (aiokafka's, or fakes in unit tests)."""
+
+    def consumer(self, group_id: str, **overrides: Any) -> AIOKafkaConsumer:
+        """The stage's group consumer (``read_committed``, no auto-commit)."""
+
+    def producer(self, transactional_id: str) -> AIOKafkaProducer:
+        """A transactional producer (not started)."""
+
+    def changelog_reader(self, client_id: str) -> AIOKafkaConsumer:
+        """A ``read_committed`` consumer without a group, for restores."""
+
+    async def committed(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition
+    ) -> tuple[int | None, str]:
+        """The group's committed offset of ``tp`` (None if none) and its metadata."""
+
+
+class KafkaClients:
+    """:class:`StageClients` with aiokafka, connected as ``settings`` say."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def consumer(self, group_id: str, **overrides: Any) -> AIOKafkaConsumer:
+        """The stage's group consumer (``read_committed``, no auto-commit)."""
+        config = {
+            "group_id": group_id,
+            "client_id": f"{group_id}-consumer",
+            "isolation_level": "read_committed",
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "partition_assignment_strategy": (RangePartitionAssignor,),
+            "max_partition_fetch_bytes": 4 * 1024 * 1024,
+            **overrides,
+        }
+        return AIOKafkaConsumer(**kafka_client_kwargs(self.settings), **config)
+
+    def producer(self, transactional_id: str) -> AIOKafkaProducer:
+        """A transactional producer (not started)."""
+        return AIOKafkaProducer(
+            **kafka_client_kwargs(self.settings),
+            client_id=transactional_id,
+            transactional_id=transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
+        )
+
+    def changelog_reader(self, client_id: str) -> AIOKafkaConsumer:
+        """A ``read_committed`` consumer without a group, for restores."""
+        return AIOKafkaConsumer(
+            **kafka_client_kwargs(self.settings),
+            client_id=client_id,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            # Not the default "latest": the reset it starts on assign can
+            # complete after seek_to_beginning and move the position to the end.
+            auto_offset_reset="earliest",
+        )
+
+    async def committed(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition
+    ) -> tuple[int | None, str]:
+        """The group's committed offset of ``tp`` (None if none) and its metadata."""
+        # AIOKafkaConsumer.committed() drops the metadata, which holds the token.
+        found = await consumer._coordinator.fetch_committed_offsets([tp])
+        entry = found.get(tp)
+        if entry is None or entry.offset < 0:
+            return None, ""
+        return entry.offset, entry.metadata or ""
+
+
+@dataclass(slots=True)
 class _Owned:
+    """A partition this stage processes (or parked, between a revoke and an assignment)."""
+
     task: PartitionTask
-    producer: AIOKafkaProducer
-    last_active: float
+    producer: AIOKafkaProducer | None
     #: Offset of the next input record to process. Records before it are
-    #: already reflected in the state: a batch fetched while the partition was
-    #: being acquired, and fetched again after the seek to the committed offset,
-    #: must not be processed twice.
-    next_offset: int = 0
+    #: already reflected in the state: a batch fetched before the seek to the
+    #: committed offset must not be processed twice.
+    next_offset: int
+    #: The metadata of the offsets last committed for this partition (this
+    #: stage's token once it has committed): if it is still there when the
+    #: partition comes back, nobody else committed in between.
+    token: str
+    last_active: float
+
+
+@dataclass(slots=True)
+class RestoreProgress:
+    """How far the restore of one partition's changelog has come."""
+
+    restored: int = 0
+    total: int = 0
+
+
+class StageFailed(RuntimeError):
+    """A stage gave up (a partition could not be acquired): the worker must stop."""
 
 
 class Stage:
@@ -100,69 +228,159 @@ class Stage:
         changelog_topic: str | None,
         make_task: Callable[[int], PartitionTask],
         *,
+        clients: StageClients | None = None,
         max_batch: int = 5000,
         idle_tick_s: float = 1.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         metrics: StageMetrics | None = None,
-        on_assigned: Callable[[set[int]], None] | None = None,
+        on_ownership: Callable[[int, int, bool], None] | None = None,
+        session_timeout_ms: int = 10_000,
+        max_poll_interval_ms: int = 300_000,
+        acquire_attempts: int = 5,
+        acquire_backoff_s: float = 1.0,
     ) -> None:
         self.name = name
         self.settings = settings
         self.input_topic = input_topic
         self.changelog_topic = changelog_topic
         self.make_task = make_task
+        self.clients = clients or KafkaClients(settings)
         self.max_batch = max_batch
         self.idle_tick_s = idle_tick_s
         self.clock = clock
+        self.monotonic = monotonic
         self.metrics = metrics
-        self.on_assigned = on_assigned
+        #: ``(partition, generation, owned)``: told when a partition starts or stops
+        #: being processed here.
+        self.on_ownership = on_ownership
+        self.session_timeout_s = session_timeout_ms / 1000
+        self.max_poll_interval_ms = max_poll_interval_ms
+        self.acquire_attempts = acquire_attempts
+        self.acquire_backoff_s = acquire_backoff_s
         self.group_id = f"{settings.app_id}-{name}"
+        #: Partitions processed now.
         self.owned: dict[int, _Owned] = {}
+        #: Restores in progress, by partition (for /health).
+        self.restoring: dict[int, RestoreProgress] = {}
+        #: The consumer group's generation of the latest assignment.
+        self.generation = -1
+        self._parked: dict[int, _Owned] = {}
+        self._acquiring: dict[int, asyncio.Task] = {}
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = False
+        self._failure: BaseException | None = None
+        self._last_alive = monotonic()
+        #: Set after a pause longer than the session timeout, until the next assignment.
+        self._stale = False
+        # Commit tokens: unique to this stage object, one per transaction.
+        self._token_prefix = uuid.uuid4().hex[:12]
+        self._token_counter = itertools.count(1)
 
     # -- lifecycle --------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Consume and process until :meth:`stop`; raises on unexpected errors."""
-        client = kafka_client_kwargs(self.settings)
-        self._consumer = consumer = AIOKafkaConsumer(
-            **client,
-            group_id=self.group_id,
-            client_id=f"{self.group_id}-consumer",
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            partition_assignment_strategy=(RangePartitionAssignor,),
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+        """Consume and process until :meth:`stop`; raises :class:`StageFailed` on failure."""
+        self._consumer = consumer = self.clients.consumer(
+            self.group_id,
+            session_timeout_ms=int(self.session_timeout_s * 1000),
+            max_poll_interval_ms=self.max_poll_interval_ms,
         )
         await consumer.start()
+        self._last_alive = self.monotonic()
+        watchdog = asyncio.create_task(self._watch_for_pauses(), name=f"{self.group_id}-watchdog")
         try:
             consumer.subscribe([self.input_topic], listener=_Listener(self))
             while not self._stopping:
+                if self._failure is not None:
+                    raise StageFailed(f"{self.name}: {self._failure}") from self._failure
                 batches = await consumer.getmany(timeout_ms=200, max_records=self.max_batch)
                 async with self._lock:
+                    if self._paused_too_long():
+                        await self._drop_everything()
+                        continue
                     await self._process(batches)
                     await self._tick_idle()
         finally:
+            watchdog.cancel()
+            for task in list(self._acquiring.values()):
+                task.cancel()
+            await asyncio.gather(*self._acquiring.values(), return_exceptions=True)
             async with self._lock:
                 for partition in list(self.owned):
-                    await self._release(partition)
+                    await self._release(partition, park=False)
+                for owned in self._parked.values():
+                    await _stop_producer(owned)
+                self._parked.clear()
             await consumer.stop()
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the current batch."""
         self._stopping = True
 
+    @property
+    def serves_reads(self) -> bool:
+        """Whether this stage's state may be read (not a zombie after a long pause)."""
+        return not self._stale and self.monotonic() - self._last_alive < self.session_timeout_s
+
+    async def _watch_for_pauses(self) -> None:
+        """Notice when the whole process stood still (SIGSTOP, a frozen host).
+
+        A pause is a gap between two wake-ups of this task, so a rebalance that
+        keeps ``getmany`` waiting is not one.
+        """
+        while True:
+            await asyncio.sleep(0.25)
+            self._paused_too_long()
+            self._last_alive = self.monotonic()
+
+    def _paused_too_long(self) -> bool:
+        """Whether the process stood still past the session timeout (then it stays stale).
+
+        The group has then given this stage's partitions to others; processing
+        on would at best be fenced, at worst fence the new owner or serve stale
+        reads. Stale lasts until the next assignment.
+        """
+        gap = self.monotonic() - self._last_alive
+        if self._stale or gap < self.session_timeout_s:
+            return self._stale
+        log.warning(
+            "%s: stood still for %.1f s, past the %.0f s session timeout: dropping every "
+            "partition until the group assigns them again",
+            self.name,
+            gap,
+            self.session_timeout_s,
+        )
+        self._stale = True
+        self._last_alive = self.monotonic()
+        return True
+
+    async def _drop_everything(self) -> None:
+        for task in list(self._acquiring.values()):
+            task.cancel()
+        for partition in list(self.owned):
+            await self._release(partition, park=True)
+        self._request_rejoin()
+
+    def _request_rejoin(self) -> None:
+        """Ask the group for a fresh assignment (the only way back to a dropped partition).
+
+        If this member still owns its partitions, the group hands the same ones
+        back; if it was replaced, it joins anew and gets what the group decides.
+        """
+        with _suppressed():
+            self._consumer._coordinator.request_rejoin()
+
     # -- processing -------------------------------------------------------------------
 
     async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         commits = []
+        now = self.monotonic()
         for tp, records in batches.items():
             owned = self.owned.get(tp.partition)
             if owned is None:
-                continue  # revoked meanwhile: the new owner reprocesses them
+                continue  # not acquired (yet, or any more): its owner reads them again
             if records and records[0].offset < owned.next_offset:
                 records = [r for r in records if r.offset >= owned.next_offset]
             if not records:
@@ -170,146 +388,280 @@ class Stage:
             started = time.perf_counter()
             out: list[Output] = []
             owned.task.process(records, int(self.clock() * 1000), out)
-            owned.last_active = time.monotonic()
+            owned.last_active = now
             owned.next_offset = records[-1].offset + 1
-            offsets = {tp: owned.next_offset}
-            commits.append(self._commit(tp.partition, owned, out, offsets, len(records), started))
+            commits.append(self._commit(tp.partition, owned, out, len(records), started))
         if commits:
             await asyncio.gather(*commits)
 
     async def _tick_idle(self) -> None:
-        now = time.monotonic()
+        now = self.monotonic()
         commits = []
-        for partition, owned in self.owned.items():
+        for partition, owned in list(self.owned.items()):
             if now - owned.last_active < self.idle_tick_s:
+                continue
+            if not await self._caught_up(partition):
                 continue
             owned.last_active = now
             out: list[Output] = []
             owned.task.tick(int(self.clock() * 1000), out)
-            if out or self.changelog_topic:
-                commits.append(self._commit(partition, owned, out, None, 0, time.perf_counter()))
+            commits.append(self._commit(partition, owned, out, 0, time.perf_counter()))
         if commits:
             await asyncio.gather(*commits)
 
+    async def _caught_up(self, partition: int) -> bool:
+        """Whether every committed record of the partition has been handed over.
+
+        The last stable offset comes with each fetch response; the position
+        moves as records (and transaction markers) are handed over.
+        """
+        consumer = self._consumer
+        tp = TopicPartition(self.input_topic, partition)
+        try:
+            stable = consumer.last_stable_offset(tp)
+            if stable is None:
+                return False  # no fetch response since the assignment
+            return await consumer.position(tp) >= stable
+        except Exception:  # revoked meanwhile: not caught up here
+            return False
+
     async def _commit(
-        self,
-        partition: int,
-        owned: _Owned,
-        out: list[Output],
-        offsets: dict[TopicPartition, int] | None,
-        records: int,
-        started: float,
+        self, partition: int, owned: _Owned, out: list[Output], records: int, started: float
     ) -> None:
         changes = owned.task.changes()
-        if not out and not changes and offsets is None:
+        if not out and not changes and not records:
             return
         producer = owned.producer
+        token = f"{self._token_prefix}:{next(self._token_counter)}"
+        offsets = {TopicPartition(self.input_topic, partition): (owned.next_offset, token)}
         try:
             async with producer.transaction():
                 # Offsets first: an AddOffsetsToTxn that reaches the coordinator while
                 # the broker verifies this transaction's produce requests (KIP-890)
                 # makes the broker answer NOT_ENOUGH_REPLICAS, and the producer
                 # retries after its 100 ms backoff.
-                if offsets is not None:
-                    await producer.send_offsets_to_transaction(offsets, self.group_id)
+                await producer.send_offsets_to_transaction(offsets, self.group_id)
                 send = producer.send
                 for item in out:
                     await send(item.topic, item.value, key=item.key, partition=item.partition)
                 if self.changelog_topic:
                     for key, value in changes.items():
                         await send(self.changelog_topic, value, key=key, partition=partition)
-        except Exception:
-            # The transaction is aborted, but the in-memory state already holds
-            # its effects: rebuild the partition from what was committed.
-            log.exception(
-                "%s: transaction of partition %d failed; rebuilding it", self.name, partition
-            )
-            await self._release(partition)
-            # Fenced because another worker owns it now: leave it to that worker.
-            if TopicPartition(self.input_topic, partition) in self._consumer.assignment():
-                await self._acquire(partition)
+        except Exception as exc:
+            # The transaction is aborted, but the in-memory state already holds its
+            # effects: drop them. The partition is acquired again (its state rebuilt
+            # from the changelog) only on a fresh assignment from the group: acquiring
+            # it at once would fence its new owner if this worker is a zombie.
+            if isinstance(exc, FENCED_ERRORS):
+                log.warning(
+                    "%s: partition %d was taken over by another producer (fenced); "
+                    "released until the group assigns it again",
+                    self.name,
+                    partition,
+                )
+                if self.metrics is not None:
+                    self.metrics.partition_fenced(self.name)
+            else:
+                log.warning(
+                    "%s: transaction of partition %d failed (%r); released until the group "
+                    "assigns it again",
+                    self.name,
+                    partition,
+                    exc,
+                )
+            await self._release(partition, park=False)
+            self._request_rejoin()
             return
+        owned.token = token
+        owned.task.committed()
         if self.metrics is not None:
             self.metrics.batch_committed(self.name, records, time.perf_counter() - started)
 
     # -- ownership --------------------------------------------------------------------
 
-    async def _acquire(self, partition: int) -> None:
-        """Fence zombies, rebuild the state, and resume from the committed offset."""
-        producer = AIOKafkaProducer(
-            **kafka_client_kwargs(self.settings),
-            client_id=f"{self.group_id}-{partition}",
-            transactional_id=f"{self.group_id}-{partition}",
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=5,
-            max_batch_size=1024 * 1024,
-        )
-        await producer.start()  # init_transactions: fences the previous owner
-        task = self.make_task(partition)
-        if self.changelog_topic:
-            await self._restore(partition, task)
-        task.restored()
-        consumer = self._consumer
+    def _start_acquiring(self, partition: int, generation: int) -> None:
         tp = TopicPartition(self.input_topic, partition)
-        committed = await consumer.committed(tp)
-        if committed is None:
-            await consumer.seek_to_beginning(tp)
-        else:
-            consumer.seek(tp, committed)
-        self.owned[partition] = _Owned(task, producer, time.monotonic(), committed or 0)
+        with _suppressed():
+            self._consumer.pause(tp)
+        self._acquiring[partition] = asyncio.create_task(
+            self._acquire(partition, generation), name=f"{self.group_id}-acquire-{partition}"
+        )
+
+    async def _acquire(self, partition: int, generation: int) -> None:
+        """Acquire ``partition`` (retrying), then hand it to the processing loop."""
+        try:
+            for attempt in range(1, self.acquire_attempts + 1):
+                try:
+                    owned, kept = await self._take(partition)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if attempt == self.acquire_attempts:
+                        log.error(
+                            "%s: could not acquire partition %d after %d attempts: %r",
+                            self.name,
+                            partition,
+                            attempt,
+                            exc,
+                        )
+                        self._failure = exc
+                        return
+                    log.warning(
+                        "%s: acquiring partition %d failed (%r); attempt %d of %d in %.1f s",
+                        self.name,
+                        partition,
+                        exc,
+                        attempt + 1,
+                        self.acquire_attempts,
+                        self.acquire_backoff_s * attempt,
+                    )
+                    await asyncio.sleep(self.acquire_backoff_s * attempt)
+            async with self._lock:
+                if generation != self.generation or self._stale or self._stopping:
+                    await _stop_producer(owned)  # a newer assignment took over meanwhile
+                    self._parked[partition] = owned
+                    return
+                tp = TopicPartition(self.input_topic, partition)
+                owned.last_active = self.monotonic()
+                self.owned[partition] = owned
+                self._consumer.seek(tp, owned.next_offset)
+                self._consumer.resume(tp)
+            if self.metrics is not None:
+                self.metrics.partition_acquired(self.name, kept)
+            log.info(
+                "%s: partition %d acquired (generation %d, state %s, from offset %d)",
+                self.name,
+                partition,
+                generation,
+                "kept" if kept else "restored",
+                owned.next_offset,
+            )
+            if self.on_ownership is not None:
+                self.on_ownership(partition, generation, True)
+        finally:
+            if self._acquiring.get(partition) is asyncio.current_task():
+                del self._acquiring[partition]
+                self.restoring.pop(partition, None)
+
+    async def _take(self, partition: int) -> tuple[_Owned, bool]:
+        """Fence zombies, then keep the parked state or rebuild it; resume where committed."""
+        producer = self.clients.producer(f"{self.group_id}-{partition}")
+        await producer.start()  # init_transactions: fences the previous owner
+        try:
+            tp = TopicPartition(self.input_topic, partition)
+            offset, token = await self.clients.committed(self._consumer, tp)
+            parked = self._parked.pop(partition, None)
+            if parked is not None and parked.token == token and token:
+                parked.producer = producer
+                return parked, True
+            task = self.make_task(partition)
+            if self.changelog_topic:
+                await self._restore(partition, task)
+            task.restored()
+            return _Owned(task, producer, offset or 0, token, self.monotonic()), False
+        except BaseException:
+            await producer.stop()
+            raise
 
     async def _restore(self, partition: int, task: PartitionTask) -> None:
         tp = TopicPartition(self.changelog_topic, partition)
-        reader = AIOKafkaConsumer(
-            **kafka_client_kwargs(self.settings),
-            client_id=f"{self.group_id}-restore-{partition}",
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            # Not the default "latest": the reset it starts on assign can
-            # complete after seek_to_beginning and move the position to the end.
-            auto_offset_reset="earliest",
-        )
+        reader = self.clients.changelog_reader(f"{self.group_id}-restore-{partition}")
+        progress = self.restoring[partition] = RestoreProgress()
         await reader.start()
         try:
             reader.assign([tp])
             end = (await reader.end_offsets([tp]))[tp]
             await reader.seek_to_beginning(tp)
-            position = await reader.position(tp)
+            position = start = await reader.position(tp)
+            progress.total = end - start
+            began = reported = time.monotonic()
             while position < end:
                 batch = await reader.getmany(tp, timeout_ms=1000, max_records=10_000)
                 for record in batch.get(tp, ()):
                     task.restore(record.key, record.value)
                 position = await reader.position(tp)
+                progress.restored = position - start
+                if time.monotonic() - reported >= 5:
+                    reported = time.monotonic()
+                    log.info(
+                        "%s: restoring partition %d: %d of %d changelog offsets (%.0f/s)",
+                        self.name,
+                        partition,
+                        progress.restored,
+                        progress.total,
+                        progress.restored / (reported - began),
+                    )
         finally:
             await reader.stop()
 
-    async def _release(self, partition: int) -> None:
+    async def _release(self, partition: int, *, park: bool) -> None:
+        """Stop processing ``partition``; keep its state for a comeback when ``park``."""
         owned = self.owned.pop(partition, None)
-        if owned is not None:
-            await owned.producer.stop()
+        if owned is None:
+            return
+        await _stop_producer(owned)
+        if park:
+            self._parked[partition] = owned
+        if self.on_ownership is not None:
+            self.on_ownership(partition, self.generation, False)
 
     async def _on_revoked(self, revoked: list[TopicPartition]) -> None:
-        async with self._lock:
-            for tp in revoked:
-                if tp.topic == self.input_topic:
-                    await self._release(tp.partition)
+        for task in list(self._acquiring.values()):
+            task.cancel()
+        await asyncio.gather(*self._acquiring.values(), return_exceptions=True)
+        async with self._lock:  # waits for the batch in flight to commit
+            for partition in list(self.owned):
+                await self._release(partition, park=True)
 
     async def _on_assigned(self, assigned: list[TopicPartition]) -> None:
+        partitions = {tp.partition for tp in assigned if tp.topic == self.input_topic}
+        with _suppressed():
+            self.generation = self._consumer._coordinator.generation
+        self._stale = False
         async with self._lock:
-            partitions = {tp.partition for tp in assigned if tp.topic == self.input_topic}
-            for partition in sorted(partitions - set(self.owned)):
-                await self._acquire(partition)
-            if self.on_assigned is not None:
-                self.on_assigned(set(self.owned))
+            # Parked partitions that went elsewhere: their state is someone else's now.
+            for partition in set(self._parked) - partitions:
+                del self._parked[partition]
+        for partition in sorted(partitions - set(self.owned)):
+            self._start_acquiring(partition, self.generation)
 
 
 class _Listener(ConsumerRebalanceListener):
+    """Rebalance callbacks that never raise into aiokafka (which would swallow the error)."""
+
     def __init__(self, stage: Stage) -> None:
         self.stage = stage
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.stage._on_revoked(revoked)
+        try:
+            await self.stage._on_revoked(revoked)
+        except Exception as exc:
+            log.exception("%s: handling a revocation failed", self.stage.name)
+            self.stage._failure = exc
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.stage._on_assigned(assigned)
+        try:
+            await self.stage._on_assigned(assigned)
+        except Exception as exc:
+            log.exception("%s: handling an assignment failed", self.stage.name)
+            self.stage._failure = exc
+
+
+async def _stop_producer(owned: _Owned) -> None:
+    producer, owned.producer = owned.producer, None
+    if producer is not None:
+        try:
+            await producer.stop()
+        except Exception as exc:  # a fenced producer may fail to stop cleanly
+            log.debug("stopping a producer failed: %r", exc)
+
+
+class _suppressed:
+    """``contextlib.suppress(Exception)`` for calls into aiokafka internals and fakes."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        return exc_type is not None and issubclass(exc_type, Exception)

@@ -45,6 +45,19 @@ class StreamMetrics:
             ["partition"],
             registry=registry,
         )
+        self.acquisitions = Counter(
+            "botstream_partition_acquisitions",
+            "Partitions acquired (a transactional producer initialised), by whether the "
+            "state was kept from before a rebalance or rebuilt from the changelog.",
+            ["stage", "state"],
+            registry=registry,
+        )
+        self.fenced = Counter(
+            "botstream_partitions_fenced",
+            "Transactions refused because another producer took the partition over.",
+            ["stage"],
+            registry=registry,
+        )
         self.batch_seconds = Histogram(
             "botstream_batch_seconds",
             "Processing latency: from taking a batch to committing its transaction.",
@@ -79,6 +92,14 @@ class StreamMetrics:
     def batch_committed(self, stage: str, records: int, seconds: float) -> None:
         """A stage committed a transaction."""
         self.batch_seconds.labels(stage).observe(seconds)
+
+    def partition_acquired(self, stage: str, kept_state: bool) -> None:
+        """A stage acquired a partition."""
+        self.acquisitions.labels(stage, "kept" if kept_state else "restored").inc()
+
+    def partition_fenced(self, stage: str) -> None:
+        """A stage's transaction was fenced by another producer."""
+        self.fenced.labels(stage).inc()
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""

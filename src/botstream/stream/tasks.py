@@ -111,6 +111,9 @@ class ConversationTask:
             self._saved_watermark = watermark
         return changes
 
+    def committed(self) -> None:
+        """Nothing is read from this stage's state."""
+
     # -- processing -----------------------------------------------------------------
 
     def process(self, records: list[ConsumerRecord], now_ms: int, out: list[Output]) -> None:
@@ -178,6 +181,9 @@ class PlanTask:
         """Stateless: no changes."""
         return {}
 
+    def committed(self) -> None:
+        """Stateless: nothing to publish to readers."""
+
     def tick(self, now_ms: int, out: list[Output]) -> None:
         """No wall-clock duties."""
 
@@ -193,6 +199,19 @@ class PlanTask:
             out.append(Output(topics.account_updates, plan.account_id.encode(), encode_plan(plan)))
 
 
+class AccountView:
+    """The account stage's state as of its last committed transaction: what reads see.
+
+    A batch changes the task's own state before its transaction commits, and
+    the transaction may still abort; readers must never see that.
+    """
+
+    def __init__(self) -> None:
+        self.plans: dict[str, PlanHistory] = {}
+        self.usage: dict[tuple[str, str], Usage] = {}
+        self.stats: dict[str, dict[str, dict[str, int]]] = {}
+
+
 class AccountTask:
     """Plans, usage, alerts and statistics of the accounts of one partition."""
 
@@ -202,7 +221,10 @@ class AccountTask:
         self.plans: dict[str, PlanHistory] = {}
         self.usage: dict[tuple[str, str], Usage] = {}
         self.stats: dict[str, dict[str, dict[str, int]]] = {}
+        self.view = AccountView()
         self._dirty: set[tuple] = set()
+        #: Entries written by the transaction in flight, published to the view once it commits.
+        self._in_flight: set[tuple] = set()
 
     def restore(self, key: bytes, value: bytes | None) -> None:
         """Load a plan history, a usage or a statistics entry."""
@@ -219,8 +241,33 @@ class AccountTask:
             self.stats.setdefault(account, {})[month] = data
 
     def restored(self) -> None:
-        """Nothing is dirty right after a restore."""
+        """Nothing is dirty right after a restore; readers see everything restored."""
+        self._in_flight = {("p", account, None) for account in self.plans}
+        self._in_flight.update(("u", account, month) for account, month in self.usage)
+        self._in_flight.update(
+            ("s", account, month) for account, months in self.stats.items() for month in months
+        )
+        self.committed()
         self._dirty.clear()
+
+    def committed(self) -> None:
+        """Publish the committed entries to :attr:`view` (copies: the task keeps changing)."""
+        view = self.view
+        for kind, account, month in self._in_flight:
+            if kind == "p":
+                view.plans[account] = self.plans[account]  # replaced, never changed in place
+            elif kind == "u":
+                usage = self.usage[(account, month)]
+                view.usage[(account, month)] = Usage(
+                    usage.account_id,
+                    usage.month,
+                    usage.used,
+                    usage.updated_at,
+                    list(usage.alerts_sent),
+                )
+            else:
+                view.stats.setdefault(account, {})[month] = dict(self.stats[account][month])
+        self._in_flight = set()
 
     def tick(self, now_ms: int, out: list[Output]) -> None:
         """No wall-clock duties."""
@@ -238,7 +285,7 @@ class AccountTask:
                 value = self.stats[account][month]
             key = [kind, account] if month is None else [kind, account, month]
             changes[orjson.dumps(key)] = orjson.dumps(value)
-        self._dirty.clear()
+        self._in_flight, self._dirty = self._dirty, set()
         return changes
 
     def process(self, records: list[ConsumerRecord], now_ms: int, out: list[Output]) -> None:

@@ -25,9 +25,14 @@ def build_stages(
     *,
     metrics=None,
     clock: Callable[[], float] | None = None,
-    on_accounts_assigned: Callable[[set[int]], None] | None = None,
+    on_account_partition: Callable[[int, int, bool], None] | None = None,
 ) -> dict[str, Stage]:
-    """The three stages of botstream, keyed by name, ready to :meth:`Stage.run`."""
+    """The three stages of botstream, keyed by name, ready to :meth:`Stage.run`.
+
+    ``on_account_partition(partition, generation, owned)`` is told each time
+    this worker starts (``owned``) or stops serving a partition of the account
+    stage (the read API's directory).
+    """
     topics = settings.topics
     extra = {} if clock is None else {"clock": clock}
     return {
@@ -56,7 +61,7 @@ def build_stages(
             topics.accounts_changelog,
             partial(AccountTask, settings=settings, metrics=metrics),
             metrics=metrics,
-            on_assigned=on_accounts_assigned,
+            on_ownership=on_account_partition,
             **extra,
         ),
     }
