@@ -162,6 +162,8 @@ async def test_worker_simulate_and_alerts_with_credentials(
         finally:
             await alerts.stop()
         assert not worker.errors(), worker.errors()
+        logged = "".join(path.read_text(errors="replace") for path in worker.log_paths)
+        assert secure_broker.client_credentials.password not in logged
     finally:
         pool.close()
 

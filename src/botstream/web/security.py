@@ -76,12 +76,36 @@ class RequestRefused(Exception):
 def install_security(app: Any, settings: Settings) -> None:
     """Put the security middleware in front of every route of a Faust app's web server."""
     app.web.web_app.middlewares.append(security_middleware(settings.api_token))
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in server_log.filters):
+        server_log.addFilter(MalformedRequestFilter())
     if not settings.api_token and settings.web_host not in {"127.0.0.1", "::1", "localhost"}:
         log.warning(
             "the read API listens on %s without an API token: anyone who reaches it can "
             "read every account's usage (set --api-token or BOTSTREAM_API_TOKEN)",
             settings.web_host,
         )
+
+
+class MalformedRequestFilter(logging.Filter):
+    """One log line, not a traceback, for a request aiohttp cannot parse.
+
+    Such requests (a request line over 8 KB, bytes that are not HTTP) never
+    reach the middleware; aiohttp answers them with a plain 400 and logs the
+    error with its traceback, which quotes the request's bytes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite aiohttp's record of a parse error; let every other record through."""
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg = "refused a malformed HTTP request (%s, status %s)"
+            record.args = (type(error).__name__, error.code)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 def forward_headers(settings: Settings) -> dict[str, str]:

@@ -374,3 +374,14 @@ async def test_the_worker_app_wants_its_token(worker_api: TestClient) -> None:
     response = await worker_api.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status == 200
     assert "botstream_events_in_total" in await response.text()
+
+
+async def test_an_unparsable_request_is_one_log_line(
+    worker_api: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Too long for aiohttp's parser: answered before any middleware, by aiohttp.
+    with caplog.at_level(logging.DEBUG, logger="aiohttp.server"):
+        response = await worker_api.get("/usage/" + "q" * 9000)
+    assert response.status == 400
+    assert "Traceback" not in caplog.text and "qqqq" not in caplog.text
+    assert "refused a malformed HTTP request (LineTooLong, status 400)" in caplog.text
