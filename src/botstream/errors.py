@@ -31,10 +31,13 @@ class InvalidRecord(BotstreamError):
 
     ``code`` is a short machine-readable reason (``invalid_json``, ``late``...),
     ``detail`` says exactly what is wrong. ``str()`` gives ``"code: detail"``,
-    the dead letter's ``error`` field.
+    the dead letter's ``error`` field. ``keep_bytes``, when set, is how many
+    leading bytes of the record its dead letter keeps (a too large record's
+    dead letter must itself stay small enough to publish).
     """
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: str, detail: str, keep_bytes: int | None = None) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
+        self.keep_bytes = keep_bytes

@@ -160,7 +160,12 @@ def event_from_object(obj: dict) -> WidgetEvent:
 def _decode_checked(raw: bytes, max_bytes: int) -> WidgetEvent:
     """:func:`decode_event` one check at a time, raising the first problem found."""
     if len(raw) > max_bytes:
-        raise InvalidRecord("too_large", f"{len(raw)} bytes exceeds the limit of {max_bytes}")
+        raise InvalidRecord(
+            "too_large",
+            f"{len(raw)} bytes exceeds the limit of {max_bytes}; "
+            f"the dead letter keeps the first {max_bytes}",
+            keep_bytes=max_bytes,
+        )
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

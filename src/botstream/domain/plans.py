@@ -38,8 +38,12 @@ PlanHistory = list[list]
 def decode_plan(raw: bytes, config: DomainConfig) -> PlanRecord:
     """Decode a raw ``account-plans`` record, or raise :class:`InvalidRecord`."""
     if len(raw) > config.max_event_bytes:
+        limit = config.max_event_bytes
         raise InvalidRecord(
-            "too_large", f"{len(raw)} bytes exceeds the limit of {config.max_event_bytes}"
+            "too_large",
+            f"{len(raw)} bytes exceeds the limit of {limit}; "
+            f"the dead letter keeps the first {limit}",
+            keep_bytes=limit,
         )
     try:
         obj = orjson.loads(raw)
@@ -62,7 +66,11 @@ def decode_plan(raw: bytes, config: DomainConfig) -> PlanRecord:
         raise InvalidRecord("unknown_plan", f"{plan[:64]!r} is not a configured plan ({known})")
     if type(pack) is not bool:
         raise InvalidRecord("invalid_field", "chatbot_pack must be true or false")
-    effective_at = parse_timestamp_ms(obj["effective_at"])
+    effective_text = obj["effective_at"]
+    if type(effective_text) is not str:
+        # As for occurred_at: a wrong type is a bad field, a bad string a bad timestamp.
+        raise InvalidRecord("invalid_field", "effective_at must be a string")
+    effective_at = parse_timestamp_ms(effective_text)
     if effective_at is None:
         raise InvalidRecord(
             "invalid_timestamp", "effective_at is not an RFC 3339 date-time with an offset"

@@ -83,12 +83,10 @@ INVALID = [
     ("effective-date-only", raw_plan(effective_at="2026-11-01"), {"invalid_timestamp"}),
     ("effective-bad-day", raw_plan(effective_at="2026-11-31T00:00:00Z"), {"invalid_timestamp"}),
     ("effective-empty", raw_plan(effective_at=""), {"invalid_timestamp", "invalid_field"}),
-    (
-        "effective-number",
-        raw_plan(effective_at=1793491200000),
-        {"invalid_timestamp", "invalid_field"},
-    ),
-    ("effective-null", raw_plan(effective_at=None), {"invalid_timestamp", "invalid_field"}),
+    # A wrong type is invalid_field, as for occurred_at; a bad string, invalid_timestamp.
+    ("effective-number", raw_plan(effective_at=1793491200000), {"invalid_field"}),
+    ("effective-null", raw_plan(effective_at=None), {"invalid_field"}),
+    ("effective-list", raw_plan(effective_at=["2026-11-01T00:00:00Z"]), {"invalid_field"}),
     ("not-json", b"plan: pro", {"invalid_json"}),
     ("invalid-utf8", raw_plan(account_id="acc-1").replace(b"acc-1", b"acc-\xff"), {"invalid_json"}),
     ("nan", raw_plan()[:-1] + b', "x": NaN}', {"invalid_json"}),
