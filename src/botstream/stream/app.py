@@ -265,7 +265,8 @@ async def _account_read(web, request, worker: Worker, account_id: str, read) -> 
         return web.json(
             {"error": f"partition {partition} has no owner right now; retry"}, status=503
         )
-    url = f"{owner}{request.path}"
+    # The raw path: an account id may hold "/" (as %2F), which the decoded path loses.
+    url = f"{owner}{request.rel_url.raw_path}"
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
