@@ -91,6 +91,8 @@ def test_demo_runs_end_to_end_and_matches_the_replay(tmp_path: Path) -> None:
     assert sum(summary["dead_letters"].values()) > 0
     for heading in ("outcome (latest per conversation)", "where to look next", "read API"):
         assert heading in text
+    # Where the dashboard is: the worker's own web server.
+    assert f"dashboard {summary['worker_url']}/" in text
 
     # What the demo saw through Kafka is what the replay computes from its log copy.
     events = (folder / "events.jsonl").read_bytes().count(b"\n")

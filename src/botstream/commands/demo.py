@@ -22,12 +22,13 @@ EXAMPLES = """\
 examples:
   botstream demo                          # a minute of traffic: two simulated days
   botstream demo --duration 20 --no-live  # shorter, with plain progress lines (for logs, CI)
-  botstream demo --stay                   # keep broker and worker up after the summary
+  botstream demo --stay                   # keep broker, worker and dashboard up afterwards
   botstream demo --bootstrap kafka:9092   # an existing (development!) cluster instead
 
-Everything the run leaves is in --dir (default .botstream-data/demo): the
-events and plan records it sent (replay them with botstream replay), the
-worker's log and summary.json.
+The worker's dashboard (a web page of usage, limits, forecasts and alerts)
+is at the address the demo prints. Everything the run leaves is in --dir
+(default .botstream-data/demo): the events and plan records it sent (replay
+them with botstream replay), the worker's log and summary.json.
 """
 
 
@@ -81,7 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-live", dest="live", action="store_false", help="progress lines, no live view"
     )
     parser.add_argument(
-        "--stay", action="store_true", help="keep broker and worker running after the summary"
+        "--stay",
+        action="store_true",
+        help="keep broker, worker and its dashboard running after the summary",
     )
     parser.add_argument(
         "--dir",

@@ -14,7 +14,8 @@ local one unless ``--bootstrap`` names one). :func:`run_demo`:
 4. waits until the worker has processed every event and its outputs are
    quiet (the last conversations end by inactivity once their partitions go
    idle: the traffic ends more than the idle timeout before now);
-5. prints the summary and where to look next, and stops the worker.
+5. prints the summary and where to look next (the dashboard's address first),
+   and stops the worker (``--stay`` keeps it, and the dashboard, up).
 
 SIGINT and SIGTERM (Ctrl-C) end the traffic at once and go straight to the
 summary and the shutdown; nothing is left running.
@@ -41,7 +42,7 @@ from botstream.config import Settings
 from botstream.demo.board import DemoBoard, live_view, summary_view
 from botstream.demo.processes import WorkerProcess
 from botstream.domain.config import MINUTE_MS
-from botstream.domain.timefmt import format_timestamp
+from botstream.domain.timefmt import format_timestamp, month_of
 from botstream.errors import BotstreamError
 from botstream.kafka.local_broker import free_port, port_is_free
 from botstream.kafka.topics import admin_client, kafka_client_kwargs
@@ -241,7 +242,7 @@ class DemoRun:
             self.result.worker_url = self.url
             self._say(f"worker starting (log: {self.worker.log_path}) ...")
             await self._wait_ready()
-            self._say(f"worker ready; read API at {self.url}")
+            self._say(f"worker ready; dashboard at {self.dashboard_url()}")
             await self.follower.start()
             tasks.append(asyncio.create_task(self.follower.run(), name="follow-outputs"))
             tasks.append(asyncio.create_task(self._poll_metrics(), name="poll-metrics"))
@@ -259,8 +260,10 @@ class DemoRun:
             self._where_next()
             if self.options.stay and not self.stop.is_set() and self.worker.running:
                 self.console.print(
-                    f"\n[bold]still running[/]: read API at {self.url}, Kafka at "
-                    f"{self.settings.bootstrap_servers}. Ctrl-C stops everything."
+                    f"\n[bold]still running[/]: dashboard at {self.dashboard_url()}, read API at "
+                    f"{self.url}, Kafka at {self.settings.bootstrap_servers}. "
+                    "Ctrl-C stops everything.",
+                    soft_wrap=True,
                 )
                 await self._wait_stop_or_worker_exit()
             await self.http.close()
@@ -409,13 +412,28 @@ class DemoRun:
 
     # -- output ------------------------------------------------------------------------
 
+    def _month_query(self) -> str:
+        """``?month=`` of the traffic's month when that is not the current one (else empty).
+
+        The dashboard opens on the current month; traffic that ended in the
+        previous one (a demo run early in a month) is one click away, or here.
+        """
+        now_ms = int(time.time() * 1000)
+        end_ms = demo_sim_config(self.options, self.settings, now_ms).end_ms
+        month = month_of(end_ms)
+        return "" if month == month_of(now_ms) else f"?month={month}"
+
+    def dashboard_url(self) -> str:
+        """The address of the worker's dashboard page, on the month of the traffic."""
+        return f"{self.url}/{self._month_query()}"
+
     def _header(self) -> str:
         began = self.traffic_started
         elapsed = 0.0 if began is None else time.monotonic() - began
         return (
             f"botstream demo · traffic {min(elapsed, self.options.duration_s):3.0f}/"
             f"{self.options.duration_s:.0f} s · Kafka {self.settings.bootstrap_servers}"
-            f" · API {self.url} · Ctrl-C stops"
+            f" · dashboard {self.dashboard_url()} · Ctrl-C stops"
         )
 
     def _live_renderable(self):
@@ -463,6 +481,7 @@ class DemoRun:
             f"  topics    in:  {topics.events}, {topics.plans}",
             f"            out: {topics.outcomes}, {topics.usage}, {topics.alerts}, "
             f"{topics.dead_letters}",
+            f"  dashboard {self.dashboard_url()}  ·  /accounts/{hot}{self._month_query()}",
             f"  read API  {self.url}/usage/{hot}  ·  /stats/{hot}  ·  /health  ·  /metrics",
             f"  ops       botstream usage {hot} --url {self.url}",
             f"            botstream alerts --bootstrap {self.settings.bootstrap_servers}{up}",
