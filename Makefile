@@ -8,13 +8,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench clean browser
+.PHONY: demo test lint unit integration bench clean reliability fuzz browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
+
+# The reliability harness (reliability/) also needs the fuzzer of the `reliability` extra.
+RELIABILITY_STAMP := $(VENV)/.installed-reliability
+
+$(RELIABILITY_STAMP): pyproject.toml $(STAMP)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,reliability]'
+	@touch $(RELIABILITY_STAMP)
 
 # The dashboard's browser test drives Debian's chromium (never a browser of Playwright's
 # own). Install it where we can (CI runs as root on Debian); quick when it is there.
@@ -46,6 +53,14 @@ unit: $(STAMP)
 
 integration: $(STAMP) browser
 	$(BIN)/python -m pytest tests/integration
+
+# Every section of the reliability harness; figures go to docs/reliability.md.
+reliability: $(RELIABILITY_STAMP)
+	$(BIN)/python -m reliability all
+
+# Hostile input only: 1,000,000 records each to the decoder, the replay and a worker.
+fuzz: $(RELIABILITY_STAMP)
+	$(BIN)/python -m reliability fuzz
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
