@@ -478,12 +478,28 @@ def _environment(static_url, warning_percent: int) -> Environment:
     )
     env.globals.update(static=static_url, account_path=account_path)
     env.filters.update(
+        duration=duration_text,
         number=_number,
         share=_share,
         when=_when,
         bar=lambda record: usage_bar(record, warning_percent),
     )
     return env
+
+
+def duration_text(seconds: float) -> str:
+    """``42 s``, ``17 min``, ``18 h 37 min``, ``3 d 4 h``: a lag a person reads at a glance."""
+    seconds = max(0, round(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 120:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
 
 
 def _number(value: float) -> str:

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from botstream.web.dashboard import Dashboard, account_path, usage_bar
+from botstream.web.dashboard import Dashboard, account_path, duration_text, usage_bar
 from botstream.web.feeds import CommittedFeeds, EventRate
 from tests.unit.web.conftest import FakeWorker, accounts_in
 
@@ -290,6 +290,12 @@ def test_usage_bar() -> None:
         "used": 66.67, "limit": 66.67, "over": 33.33, "state": "over"
     }  # fmt: skip
     assert usage_bar({"used": 0, "limit": 0})["state"] == "full"
+
+
+def test_durations_read_at_a_glance() -> None:
+    assert [duration_text(s) for s in (0.4, 59, 119.4, 120, 7199, 7200, 67_041, 172_800)] == [
+        "0 s", "59 s", "119 s", "2 min", "119 min", "2 h 0 min", "18 h 37 min", "2 d 0 h"
+    ]  # fmt: skip
 
 
 def test_feeds_keep_alerts_newest_first(feeds) -> None:
