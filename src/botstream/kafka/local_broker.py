@@ -351,11 +351,11 @@ def _make_tls(directory: Path, keytool: str) -> None:
     )  # fmt: skip
     csr.unlink()
     (directory / "store.password").write_text(password + "\n")
-    for path in directory.iterdir():  # private, but for the CA certificate clients read
-        path.chmod(0o644 if path.name == "ca.pem" else 0o600)
     (directory / "made.json").write_text(
         json.dumps({"made_at": time.time(), "valid_days": CERT_VALIDITY_DAYS}) + "\n"
     )
+    for path in directory.iterdir():  # private, but for the CA certificate clients read
+        path.chmod(0o644 if path.name == "ca.pem" else 0o600)
 
 
 def _tls_fresh(directory: Path) -> bool:

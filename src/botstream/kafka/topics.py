@@ -277,7 +277,7 @@ def _connection_failure(settings: Settings, exc: BaseException) -> str | None:
     if isinstance(exc, UnsupportedSaslMechanismError):
         return f"the broker does not accept SASL mechanism {mechanism} (BOTSTREAM_SASL_MECHANISM)"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        detail = exc.verify_message or exc.reason or "verification failed"
+        detail = getattr(exc, "verify_message", None) or "verification failed"
         if exc.verify_code == 62:  # X509_V_ERR_HOSTNAME_MISMATCH
             return f"TLS: the broker's certificate is not valid for this host name ({detail})"
         if exc.verify_code == 10:  # X509_V_ERR_CERT_HAS_EXPIRED
@@ -290,7 +290,8 @@ def _connection_failure(settings: Settings, exc: BaseException) -> str | None:
         return f"TLS: the broker's certificate is not trusted by {trusted_by}: {detail}"
     if isinstance(exc, ssl.SSLError):
         return (
-            f"TLS handshake failed ({exc.reason or exc}); does the listener speak TLS? "
+            f"TLS handshake failed ({getattr(exc, 'reason', None) or exc}); "
+            "does the listener speak TLS? "
             f"(BOTSTREAM_SECURITY_PROTOCOL is {protocol})"
         )
     if isinstance(exc, KafkaConnectionError) and str(exc).endswith(" closed"):
