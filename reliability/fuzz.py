@@ -336,9 +336,17 @@ class _LogView:
 
 
 async def run_worker(
-    files: FeedFiles, bootstrap: str, directory: Path, replay_out: Path | None
+    files: FeedFiles,
+    bootstrap: str,
+    directory: Path,
+    replay_out: Path | None,
+    settle_timeout_s: float | None = None,
 ) -> TargetResult:
-    """Feed the log to a ``botstream worker`` through Kafka; check what it committed."""
+    """Feed the log to a ``botstream worker`` through Kafka; check what it committed.
+
+    The worker gets topics and a consumer group of its own on the broker at
+    ``bootstrap``; ``replay_out`` holds the replay's results to compare with.
+    """
     from tests.integration.harness import (
         Outputs,
         WorkerPool,
@@ -369,7 +377,7 @@ async def run_worker(
             began = time.monotonic()
             sent = await _produce(settings, topics.events, read_records(files.events_bin), worker)
             produced = time.monotonic() - began
-            timeout = 180 + sent / 1500
+            timeout = settle_timeout_s or 180 + sent / 1500
             settled = await outputs.wait_settled(
                 set(expected_conversations), bad_total, timeout_s=timeout, alive=[worker]
             )
