@@ -118,8 +118,9 @@ async def test_restart_with_a_backlog_older_than_the_idle_timeout_gives_the_repl
 ) -> None:
     """A worker restarted with a backlog older than the idle timeout ends nothing early.
 
-    Widgets send events as they happen, about 1,500 a second, while the worker
-    is stopped for 22 s, longer than the 12 s idle timeout. When it starts
+    Widgets send events as they happen, 4,500 a second, while the worker is
+    stopped for 18 s, longer than the 12 s idle timeout: a backlog of some
+    80,000 events, more than one fetch of every partition. When it starts
     again, partitions whose backlog has not been read yet must not have their
     event time moved to the wall clock: that would end their conversations by
     inactivity, and the backlog would then reopen them (revisions that
@@ -127,17 +128,17 @@ async def test_restart_with_a_backlog_older_than_the_idle_timeout_gives_the_repl
     """
     settings = stream_settings
     topics = settings.topics
-    log = realtime_log(tmp_path / "log", seconds=36, rate=1_500, seed=17)
+    log = realtime_log(tmp_path / "log", seconds=30, rate=4_500, seed=17)
     worker = pool.add("worker", log.env)
     stopped = restarted = False
 
     async def stop_then_restart(elapsed_s: float) -> None:
         nonlocal stopped, restarted
-        if elapsed_s > 8 and not stopped:
+        if elapsed_s > 6 and not stopped:
             stopped = True
             worker.stop()
             log_line(f"worker stopped at {elapsed_s:.1f} s")
-        elif elapsed_s > 30 and not restarted:
+        elif elapsed_s > 24 and not restarted:
             restarted = True
             worker.start()
             log_line(f"worker started again at {elapsed_s:.1f} s")
