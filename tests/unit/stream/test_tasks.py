@@ -204,3 +204,48 @@ def test_account_task_meters_with_plans_and_survives_a_restore(restart_between: 
         "acc-1:2026-11:quota.exceeded:1",
     ]
     assert task.stats["acc-1"]["2026-11"]["resolved_by_chatbot"] == 1
+
+
+def test_account_view_shows_only_committed_state() -> None:
+    """Reads see a batch's effects once its transaction committed, never before."""
+    task = AccountTask(0, settings=SETTINGS)
+    task.restored()
+
+    def update(message: dict) -> ConsumerRecord:
+        return record(TOPICS.account_updates, orjson.dumps({"account_id": "acc-1", **message}))
+
+    charge = {"t": "charge", "billable_at": 1_795_550_400_000, "month": "2026-11"}
+    task.process(
+        [
+            update({"t": "plan", "plan": "pro", "chatbot_pack": True, "effective_at": 0}),
+            update({**charge, "conversation_id": "c-1"}),
+            update({"t": "stats", "old": None, "new": ["2026-11", 2]}),
+        ],
+        0,
+        [],
+    )
+    view = task.view
+    assert (view.plans, view.usage, view.stats) == ({}, {}, {})  # nothing committed yet
+    task.changes()  # the transaction is being written...
+    assert view.usage == {}
+    task.committed()  # ...and committed
+    assert view.usage[("acc-1", "2026-11")].used == 1
+    assert view.plans["acc-1"] == [[0, "pro", True]]
+    assert view.stats["acc-1"]["2026-11"]["resolved_by_chatbot"] == 1
+    # The next batch changes the task's state in place; the view keeps its own copy.
+    task.process([update({**charge, "conversation_id": "c-2"})], 0, [])
+    assert task.usage[("acc-1", "2026-11")].used == 2
+    assert view.usage[("acc-1", "2026-11")].used == 1
+
+
+def test_account_view_after_a_restore_holds_everything_restored() -> None:
+    task = AccountTask(0, settings=SETTINGS)
+    task.restored()
+    charge = {"t": "charge", "billable_at": 1_795_550_400_000, "month": "2026-11"}
+    value = orjson.dumps({"account_id": "acc-1", "conversation_id": "c-1", **charge})
+    task.process([record(TOPICS.account_updates, value)], 0, [])
+    again = AccountTask(0, settings=SETTINGS)
+    for key, entry in task.changes().items():
+        again.restore(key, entry)
+    again.restored()
+    assert again.view.usage[("acc-1", "2026-11")].used == 1
