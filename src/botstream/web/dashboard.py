@@ -105,7 +105,7 @@ class Dashboard:
         self.templates = _environment(self._static_url, worker.settings.domain.warning_percent)
         self._assets = {
             path.name: (path.read_bytes(), _STATIC_TYPES[path.suffix])
-            for path in (HERE / "static").iterdir()
+            for path in sorted((HERE / "static").iterdir())
             if path.suffix in _STATIC_TYPES
         }
         self._asset_version = hashlib.sha256(
