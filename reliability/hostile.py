@@ -461,6 +461,12 @@ class EventForge:
             ("json:form-feed-whitespace", lambda obj: (b"\x0c" + dumps(obj), invalid_json)),
             ("json:nbsp-whitespace", lambda obj: ("\u00a0".encode() + dumps(obj), invalid_json)),
             ("json:only-open-brace", lambda obj: (b"{", invalid_json)),
+            # A repeated key keeps its last value, but the text must be strict JSON
+            # all through: what an earlier value breaks still counts.
+            ("repeated-key:lone-surrogate-first", _repeated(b'"\\ud800"', invalid_json)),
+            ("repeated-key:nan-first", _repeated(b"NaN", invalid_json)),
+            ("repeated-key:1025-levels-first", _repeated(b"[" * 1025 + b"]" * 1025, invalid_json)),
+            ("repeated-key:huge-number-first", _repeated(b"1e999", invalid_json)),
             (
                 "json:garbage-bytes",
                 lambda obj: (self.rng.randbytes(self.rng.randint(1, 200)), None),
@@ -611,6 +617,7 @@ class PlanForge:
                 lambda obj: (dumps(obj)[: self.rng.randrange(1, len(dumps(obj)))], invalid_json),
             ),
             ("json:bom", lambda obj: (b"\xef\xbb\xbf" + dumps(obj), invalid_json)),
+            ("repeated-key:lone-surrogate-first", _repeated(b'"\\udfff"', invalid_json)),
             ("not-object:array", lambda obj: (b"[" + dumps(obj) + b"]", _codes("not_object"))),
             ("not-object:null", lambda obj: (b"null", _codes("not_object"))),
             ("not-object:string", lambda obj: (b'"pro"', _codes("not_object"))),
@@ -627,6 +634,11 @@ class PlanForge:
             return text.replace(b"\\u0000MARK\\u0000", raw), _codes("invalid_json")
 
         return build
+
+
+def _repeated(first: bytes, codes: frozenset[str]):
+    """A builder: the record with a field ``note`` given twice, first as ``first``."""
+    return lambda obj: (b'{"note":' + first + b"," + dumps({**obj, "note": 1})[1:], codes)
 
 
 def _shape_weight(name: str) -> float:
@@ -874,6 +886,12 @@ class Feed:
         elif rng.random() < 0.01:
             value = self.events.with_huge_number(dumps(obj))
             shape = "valid:huge-number"
+        elif rng.random() < 0.005:
+            # A required field given twice: the last value counts, the first may be anything.
+            name = rng.choice(REQUIRED).encode()
+            junk = rng.choice((b"17", b"null", b'""', b"[1]", b'{"x":"\\ud83d\\ude00"}'))
+            value = b'{"' + name + b'":' + junk + b"," + dumps(obj)[1:]
+            shape = "valid:repeated-key"
         else:
             value = dumps(obj)
             shape = f"valid:{type_name}"

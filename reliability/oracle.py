@@ -28,6 +28,7 @@ import re
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from itertools import accumulate
 
 from tests.unit.schema_helpers import validator
 
@@ -58,7 +59,9 @@ EVENT_TYPES = frozenset(
     }
 )
 
-_SURROGATES = re.compile("[\ud800-\udfff]")
+#: A JSON string literal, and one escape sequence in one (``\\uXXXX`` captured).
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.S)
 _TIMESTAMP = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:Z|([+-])(\d{2}):(\d{2}))",
     re.ASCII,
@@ -114,7 +117,12 @@ _DECODER = json.JSONDecoder(
 
 
 def strict_json(raw: bytes) -> object:
-    """The JSON value of ``raw``, or :class:`NotStrictJson` (see the module docstring)."""
+    """The JSON value of ``raw``, or :class:`NotStrictJson` (see the module docstring).
+
+    Depth and lone surrogates are judged on the text, not on the parsed value:
+    with a repeated key the parser keeps only the last value, and an earlier
+    one may hold what makes the text not strict JSON.
+    """
     try:
         text = raw.decode("utf-8")  # strict: invalid bytes and encoded surrogates fail
     except UnicodeDecodeError as exc:
@@ -123,37 +131,40 @@ def strict_json(raw: bytes) -> object:
         value = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:  # json.JSONDecodeError is a ValueError
         raise NotStrictJson(str(exc)[:80]) from None
-    if _depth_and_surrogates(value) > MAX_JSON_DEPTH:
+    # Parsed, so every backslash is inside a string, and so is every escape.
+    if "\\u" in text:
+        _check_surrogate_escapes(text)
+    if _depth(text) > MAX_JSON_DEPTH:
         raise NotStrictJson(f"nested deeper than {MAX_JSON_DEPTH} levels")
     return value
 
 
-def _depth_and_surrogates(value: object) -> int:
-    """Nesting depth of a parsed value; NotStrictJson if a string holds a lone surrogate.
+def _check_surrogate_escapes(text: str) -> None:
+    """NotStrictJson unless every ``\\uD800``-``\\uDBFF`` escape is followed by a low one."""
+    expect_low_at = -1
+    for match in _ESCAPE.finditer(text):
+        code = match.group(1)
+        unit = int(code, 16) if code else -1
+        if 0xDC00 <= unit <= 0xDFFF:
+            if match.start() != expect_low_at:
+                raise NotStrictJson("a lone low surrogate")
+            expect_low_at = -1
+            continue
+        if expect_low_at >= 0:
+            raise NotStrictJson("a lone high surrogate")
+        if 0xD800 <= unit <= 0xDBFF:
+            expect_low_at = match.end()
+    if expect_low_at >= 0:
+        raise NotStrictJson("a lone high surrogate")
 
-    The standard parser joins an escaped surrogate pair into one character and
-    keeps a lone one as it is, so any surrogate left is a lone one.
-    """
-    deepest = 0
-    stack = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        kind = type(item)
-        if kind is str:
-            if _SURROGATES.search(item):
-                raise NotStrictJson("a lone surrogate")
-        elif kind is dict:
-            depth += 1
-            deepest = max(deepest, depth)
-            for key, child in item.items():
-                if _SURROGATES.search(key):
-                    raise NotStrictJson("a lone surrogate in a key")
-                stack.append((child, depth))
-        elif kind is list:
-            depth += 1
-            deepest = max(deepest, depth)
-            stack.extend((child, depth) for child in item)
-    return deepest
+
+def _depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON ``text`` (strings skipped)."""
+    skeleton = _STRING.sub("", text)
+    if skeleton.count("[") + skeleton.count("{") <= MAX_JSON_DEPTH:
+        return 0  # cannot be deeper than the limit: no need to count
+    steps = [1 if char in "[{" else -1 for char in skeleton if char in "[]{}"]
+    return max(accumulate(steps), default=0)
 
 
 def _shape_verdict(raw: bytes, max_bytes: int) -> Verdict | dict:

@@ -144,3 +144,21 @@ def test_nothing_but_invalid_record_escapes_a_huge_number_in_a_required_field():
     with pytest.raises(InvalidRecord) as raised:
         decode_event(raw)
     assert raised.value.code == "invalid_json"
+
+
+def test_a_repeated_key_keeps_its_last_value():
+    raw = (
+        b'{"event_id":17,"type":null,"event_id":"e-1","type":"visitor.left",'
+        b'"occurred_at":"2026-11-24T20:15:00Z","account_id":"a","conversation_id":"c"}'
+    )
+    check_event(raw)
+    assert decode_event(raw).event_id == "e-1"
+
+
+def test_a_value_a_repeated_key_replaces_must_still_be_strict_json():
+    # Found by atheris: the lone surrogate sits in a value that the last one replaces.
+    raw = (
+        b'{"account_id":"acc-1","plan":"pro","chatbot_pack":false,'
+        b'"effective_at":"a\\ud800a","effective_at":"2026-11-01T00:00:00Z"}'
+    )
+    check_plan(raw, frozenset({"invalid_json"}))
