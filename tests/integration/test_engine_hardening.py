@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from botstream.domain.timefmt import parse_timestamp_ms
 from botstream.kafka.topics import kafka_client_kwargs
 from botstream.sim.generator import SimConfig, TrafficSimulator
+from botstream.stream.engine import Stage
 from tests.integration.harness import (
     PLAN_LIMITS,
     Outputs,
@@ -221,6 +222,91 @@ async def test_a_restore_that_fails_once_is_retried_not_swallowed(stream_setting
         else:
             for task in done:
                 task.result()  # raises if not every plan record was committed
+    finally:
+        stage.stop()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_restore_longer_than_the_session_timeout_completes_once(kafka_bootstrap) -> None:
+    """Restoring a large changelog never happens inside the rebalance callback.
+
+    Inside it, the consumer sends no heartbeat: a restore longer than the
+    session timeout (6 s here, the broker's minimum) gets the member thrown out
+    of the group, and the next assignment starts the restore over, for ever.
+    Outside it, the restore runs once, reports its progress, and the partition
+    is then processed.
+    """
+    from botstream.domain.conversation import encode_conversation, new_conversation
+    from botstream.domain.events import decode_event
+    from botstream.stream.tasks import ConversationTask
+    from tests.integration.harness import isolated_settings
+
+    settings = await isolated_settings(kafka_bootstrap, partitions=1)
+    topics = settings.topics
+    first = decode_event(
+        orjson.dumps(
+            {
+                "event_id": "e-0",
+                "type": "chatbot.triggered",
+                "occurred_at": "2026-11-24T20:14:51Z",
+                "account_id": "acc-1",
+                "conversation_id": "c-0",
+            }
+        ),
+        65_536,
+    )
+    state = new_conversation(first)
+    state.apply(first)
+    encoded = encode_conversation(state)
+    entries = 1_000_000
+    producer = AIOKafkaProducer(
+        **kafka_client_kwargs(settings), linger_ms=50, max_batch_size=1 << 20
+    )
+    await producer.start()
+    try:
+        for number in range(entries):
+            await producer.send(topics.conversations_changelog, encoded, key=b"c:c-%d" % number)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    log_line(f"changelog: {entries:,} conversations written")
+
+    made = []
+
+    def make_task(partition: int) -> ConversationTask:
+        made.append(partition)
+        return ConversationTask(partition, settings=settings)
+
+    stage = Stage(
+        "conversations",
+        settings,
+        topics.events,
+        topics.conversations_changelog,
+        make_task,
+        session_timeout_ms=6_000,
+        max_poll_interval_ms=6_000,
+    )
+    running = asyncio.create_task(stage.run())
+    progress: list[int] = []
+    try:
+        began = time.monotonic()
+        while 0 not in stage.owned:
+            assert not running.done(), running.exception()
+            assert time.monotonic() - began < 120, f"not restored; progress {progress[-5:]}"
+            if 0 in stage.restoring:
+                progress.append(stage.restoring[0].restored)
+            await asyncio.sleep(0.25)
+        restored_s = time.monotonic() - began
+        log_line(f"restored {entries:,} conversations in {restored_s:.1f} s")
+        assert restored_s > 6, "the restore was too quick to show anything: make it larger"
+        # The partition is processed, and stays owned: the member was never thrown
+        # out of the group (which would start the restore over).
+        await produce(settings, topics.events, [(b"c-new", orjson.dumps({"x": 1}))])
+        await _wait_committed(settings, stage.group_id, topics.events, 1, timeout_s=30)
+        await asyncio.sleep(8)
+        assert 0 in stage.owned
+        assert made == [0], f"the restore started over: {len(made)} restores"
+        assert len(set(progress)) >= 3, f"no progress reported: {progress}"
     finally:
         stage.stop()
         await asyncio.gather(running, return_exceptions=True)

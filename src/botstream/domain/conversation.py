@@ -273,6 +273,14 @@ def encode_conversation(state: Conversation) -> bytes:
     return memoryview(encoded).tobytes()
 
 
+def encoded_last_at_and_ended(data: bytes) -> tuple[int, bool]:
+    """``(last_at, ended)`` of an encoded state, without building the state."""
+    fields = orjson.loads(data)
+    if fields[0] != _STATE_VERSION:
+        raise ValueError(f"unknown conversation state version {fields[0]}")
+    return fields[2] + fields[3], bool(fields[16])
+
+
 def decode_conversation(data: bytes) -> Conversation:
     """Inverse of :func:`encode_conversation`."""
     (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from typing import Protocol
 
 from botstream.domain.config import DomainConfig
@@ -100,12 +100,28 @@ class Expired:
 Output = Revision | Charge | Expired
 
 
+def deadline_of(last_at: int, ended: bool, config: DomainConfig) -> int:
+    """When a conversation next needs attention: its idle end if open, its expiry if ended."""
+    return last_at + (config.retention_ms if ended else config.idle_timeout_ms)
+
+
 class PartitionProcessor:
     """Applies events of one input partition and advances its event time."""
 
     def __init__(
-        self, config: DomainConfig, store: ConversationStore, watermark: int | None = None
+        self,
+        config: DomainConfig,
+        store: ConversationStore,
+        watermark: int | None = None,
+        deadlines: dict[str, int] | None = None,
     ) -> None:
+        """Take over ``store`` at event time ``watermark``.
+
+        Every stored conversation needs a timer; ``deadlines`` (conversation id
+        -> :func:`deadline_of` its state) gives them when they are known
+        already (the processor keeps that dict as its own), else each stored
+        state is read for its deadline here.
+        """
         self.config = config
         self.store = store
         self._idle_timeout_ms = config.idle_timeout_ms
@@ -119,12 +135,17 @@ class PartitionProcessor:
         self.duplicates = 0
         # Timers: one valid (deadline, conversation id) heap entry per conversation;
         # entries whose deadline no longer matches ``_scheduled`` are stale and skipped.
-        self._deadlines: list[tuple[int, str]] = []
-        self._scheduled: dict[str, int] = {}
-        for conversation_id, state in store.items():
-            if state.__class__ is bytes:
-                state = decode_conversation(state)
-            self._schedule(conversation_id, self._deadline(state))
+        if deadlines is None:
+            deadlines = {}
+            for conversation_id, state in store.items():
+                if state.__class__ is bytes:
+                    state = decode_conversation(state)
+                deadlines[conversation_id] = self._deadline(state)
+        self._scheduled: dict[str, int] = deadlines
+        self._deadlines: list[tuple[int, str]] = [
+            (deadline, conversation_id) for conversation_id, deadline in deadlines.items()
+        ]
+        heapify(self._deadlines)
 
     @property
     def open_conversations(self) -> int:
@@ -248,8 +269,7 @@ class PartitionProcessor:
 
     def _deadline(self, state: Conversation) -> int:
         """When the state next needs attention: idle end if open, expiry if ended."""
-        config = self.config
-        return state.last_at + (config.retention_ms if state.ended else config.idle_timeout_ms)
+        return deadline_of(state.last_at, state.ended, self.config)
 
     def _schedule(self, conversation_id: str, deadline: int) -> None:
         self._scheduled[conversation_id] = deadline

@@ -22,11 +22,15 @@ import orjson
 from aiokafka.structs import ConsumerRecord
 
 from botstream.config import Settings
-from botstream.domain.conversation import Conversation, encode_conversation
+from botstream.domain.conversation import (
+    Conversation,
+    encode_conversation,
+    encoded_last_at_and_ended,
+)
 from botstream.domain.dead_letters import dead_letter
 from botstream.domain.events import decode_event
 from botstream.domain.metering import Charge, Usage, apply_charge
-from botstream.domain.partition import Expired, PartitionProcessor, Revision
+from botstream.domain.partition import Expired, PartitionProcessor, Revision, deadline_of
 from botstream.domain.plans import PlanHistory, PlanRecord, add_plan, decode_plan
 from botstream.domain.stats import StatsChange, apply_stats_change
 from botstream.errors import InvalidRecord
@@ -68,6 +72,9 @@ class ConversationTask:
         self.processor: PartitionProcessor | None = None
         self._restored_watermark: int | None = None
         self._saved_watermark: int | None = None
+        #: Timers of the restored conversations, worked out as the changelog is read
+        #: (in batches) rather than all at once in :meth:`restored`.
+        self._restored_deadlines: dict[str, int] = {}
         topics = settings.topics
         self._outcomes, self._updates = topics.outcomes, topics.account_updates
 
@@ -81,16 +88,25 @@ class ConversationTask:
             conversation_id = key[len(_CONVERSATION_PREFIX) :].decode()
             if value is None:
                 self.store.pop(conversation_id, None)
+                self._restored_deadlines.pop(conversation_id, None)
             else:
                 self.store[conversation_id] = value
+                last_at, ended = encoded_last_at_and_ended(value)
+                self._restored_deadlines[conversation_id] = deadline_of(
+                    last_at, ended, self.settings.domain
+                )
 
     def restored(self) -> None:
         """Build the processor (and its timers) over the restored state."""
         self.store.dirty.clear()
         self._saved_watermark = self._restored_watermark
         self.processor = PartitionProcessor(
-            self.settings.domain, self.store, self._restored_watermark
+            self.settings.domain,
+            self.store,
+            self._restored_watermark,
+            deadlines=self._restored_deadlines,
         )
+        self._restored_deadlines = {}
 
     def changes(self) -> dict[bytes, bytes | None]:
         """Changed conversations (encoded, or None when dropped) and the watermark."""
