@@ -58,6 +58,8 @@ class StreamMetrics:
             ["stage"],
             registry=registry,
         )
+        for stage in ("conversations", "plans", "accounts"):
+            self.fenced.labels(stage)  # shown as 0 until it happens
         self.batch_seconds = Histogram(
             "botstream_batch_seconds",
             "Processing latency: from taking a batch to committing its transaction.",
