@@ -13,6 +13,8 @@ the whole command: start-up, reading, processing and writing the results.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import statistics
 import subprocess
@@ -22,6 +24,8 @@ import time
 from pathlib import Path
 
 SEED = 7
+#: Digests of the replay outputs recorded before any optimisation (see --record-reference).
+REFERENCE = Path(__file__).resolve().parent / "results" / "replay-reference.json"
 START = "2026-09-01T00:00:00Z"
 
 
@@ -47,16 +51,32 @@ def generated_log(events: int) -> tuple[Path, Path]:
     if not (log.exists() and plans.exists()):
         print(f"generating {events:,} events into {log} ...", flush=True)
         subprocess.run(
-            botstream("simulate", "--out", str(log), "--plans-out", str(plans),
-                      "--count", str(events), "--seed", str(SEED), "--start", START, "--quiet"),
+            botstream(
+                "simulate",
+                "--out",
+                str(log),
+                "--plans-out",
+                str(plans),
+                "--count",
+                str(events),
+                "--seed",
+                str(SEED),
+                "--start",
+                START,
+                "--quiet",
+            ),
             check=True,
         )
     return log, plans
 
 
-def run_once(log: Path, plans: Path, core: int) -> tuple[float, int]:
-    """One replay in a fresh process on one core: (wall seconds, peak RSS in KiB)."""
-    with tempfile.TemporaryDirectory() as out:
+def run_once(log: Path, plans: Path, core: int, keep: Path | None = None) -> tuple[float, int]:
+    """One replay in a fresh process on one core: (wall seconds, peak RSS in KiB).
+
+    With ``keep``, the replay's result files are written there (else to a temporary folder).
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        out = str(keep or scratch)
         started = time.perf_counter()
         process = subprocess.Popen(
             botstream("replay", str(log), "--plans", str(plans), "--out", out, "--quiet"),
@@ -69,26 +89,108 @@ def run_once(log: Path, plans: Path, core: int) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss
 
 
+def digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every result file of a replay, by file name."""
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.glob("*.jsonl"))
+    }
+
+
+def reference_digests(events: int) -> dict[str, str] | None:
+    """The digests that the replay of this log gave when the reference was recorded."""
+    try:
+        reference = json.loads(REFERENCE.read_text())
+    except (OSError, ValueError):
+        return None
+    return reference.get("logs", {}).get(f"events-{events}-seed{SEED}")
+
+
+def measure(events: int = 1_000_000, runs: int = 3, core: int | None = None) -> dict:
+    """Replay the generated log ``runs`` times; the figures, and whether outputs are unchanged."""
+    core = max(os.sched_getaffinity(0)) if core is None else core
+    log, plans = generated_log(events)
+    lines = sum(1 for _ in log.open("rb"))
+    print(
+        f"replaying {lines:,} records ({log.stat().st_size / 1e6:.0f} MB) on core {core}",
+        file=sys.stderr,
+    )
+    rates, peaks, seconds = [], [], []
+    found: dict[str, str] = {}
+    for run in range(1, runs + 1):
+        with tempfile.TemporaryDirectory() as keep:
+            elapsed, peak_kib = run_once(log, plans, core, Path(keep) if run == 1 else None)
+            if run == 1:
+                found = digests(Path(keep))
+        rates.append(lines / elapsed)
+        peaks.append(peak_kib)
+        seconds.append(elapsed)
+        print(
+            f"  run {run}: {elapsed:6.2f} s  {lines / elapsed:10,.0f} events/s  "
+            f"peak RSS {peak_kib / 1024:6.0f} MiB",
+            file=sys.stderr,
+        )
+    reference = reference_digests(events)
+    return {
+        "events": lines,
+        "core": core,
+        "runs_events_per_s": rates,
+        "runs_seconds": seconds,
+        "median_events_per_s": statistics.median(rates),
+        "median_peak_rss_mb": statistics.median(peaks) / 1024,
+        "output_sha256": found,
+        "identical_to_reference": None if reference is None else found == reference,
+        "load_after": os.getloadavg()[0],
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def record_reference(events: int) -> None:
+    """Write the digests of this replay's outputs as the reference later replays must match."""
+    log, plans = generated_log(events)
+    with tempfile.TemporaryDirectory() as keep:
+        run_once(log, plans, max(os.sched_getaffinity(0)), Path(keep))
+        found = digests(Path(keep))
+    try:
+        reference = json.loads(REFERENCE.read_text())
+    except (OSError, ValueError):
+        reference = {
+            "about": "SHA-256 of botstream replay's result files on the generated "
+            "logs of benchmarks/replay_throughput.py; later replays must match",
+            "logs": {},
+        }
+    reference["logs"][f"events-{events}-seed{SEED}"] = found
+    REFERENCE.parent.mkdir(parents=True, exist_ok=True)
+    REFERENCE.write_text(json.dumps(reference, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {REFERENCE}")
+
+
 def main() -> None:
     """Generate the log if needed, replay it several times and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--core", type=int, default=max(os.sched_getaffinity(0)))
+    parser.add_argument(
+        "--record-reference",
+        action="store_true",
+        help="write the outputs' digests as the reference (before optimising)",
+    )
     args = parser.parse_args()
-    log, plans = generated_log(args.events)
-    lines = sum(1 for _ in log.open("rb"))
-    print(f"replaying {lines:,} records ({log.stat().st_size / 1e6:.0f} MB) on core {args.core}")
-    rates, peaks = [], []
-    for run in range(1, args.runs + 1):
-        elapsed, peak_kib = run_once(log, plans, args.core)
-        rates.append(lines / elapsed)
-        peaks.append(peak_kib)
-        print(f"  run {run}: {elapsed:6.2f} s  {lines / elapsed:10,.0f} events/s  "
-              f"peak RSS {peak_kib / 1024:6.0f} MiB")
-    print(f"median: {statistics.median(rates):,.0f} events/s, "
-          f"peak RSS {statistics.median(peaks) / 1024:.0f} MiB "
-          f"(load average now {os.getloadavg()[0]:.2f})")
+    if args.record_reference:
+        record_reference(args.events)
+        return
+    result = measure(args.events, args.runs, args.core)
+    same = {
+        None: "no reference recorded",
+        True: "identical to the reference",
+        False: "DIFFERENT from the reference",
+    }[result["identical_to_reference"]]
+    print(
+        f"median: {result['median_events_per_s']:,.0f} events/s, "
+        f"peak RSS {result['median_peak_rss_mb']:.0f} MiB, outputs {same} "
+        f"(load average now {result['load_after']:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""``make bench``: scripts that measure botstream and print figures (never part of the tests)."""

@@ -1,0 +1,269 @@
+"""``make bench``: botstream's performance, side by side with its peers, in one command.
+
+    .venv/bin/python -m benchmarks                      # the whole issue (about an hour)
+    .venv/bin/python -m benchmarks --events 50000 --runs 1 --only throughput
+    .venv/bin/python -m benchmarks --check              # are the peers right? (small, quick)
+
+It starts its own local Kafka broker (or uses ``--bootstrap``), runs the
+sections asked for, prints one table (Markdown, ready to paste into the
+README), and writes ``benchmarks/results/<timestamp>.json``, ``latest.json``
+and a chart, ``<timestamp>.png`` and ``latest.png``.
+
+Sections:
+
+* ``throughput``: botstream's worker, the plain aiokafka ceiling, Kafka
+  Streams, Quix Streams and Faust on the same pre-produced events
+  (``throughput.py``);
+* ``latency``: produce time to ``read_committed`` visibility of outcomes and
+  charges at fixed offered rates (``latency.py``);
+* ``memory``: peak RSS of a worker holding a million open conversations, and
+  the time a fresh worker takes to be ready after a SIGKILL (``memory.py``);
+* ``replay``: ``botstream replay`` on a million events, on one core
+  (``replay_throughput.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import kit, report
+
+SECTIONS = ("throughput", "latency", "memory", "replay")
+RESULTS = kit.HERE / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (a bad flag is a one-line message and exit status 2)."""
+    parser = argparse.ArgumentParser(
+        prog="make bench / python -m benchmarks",
+        description="botstream's performance, side by side with its peers.",
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"sections to run, comma-separated (default: all of {SECTIONS})",
+    )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=500_000,
+        help="events for the throughput runs (default 500000)",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=3, help="runs per contender; the median is reported (default 3)"
+    )
+    parser.add_argument(
+        "--contenders",
+        default=",".join(("botstream", "ceiling", "kstreams", "quix", "faust")),
+        help="throughput contenders, comma-separated",
+    )
+    parser.add_argument(
+        "--commit-interval-ms",
+        type=int,
+        default=100,
+        help="the peers' commit interval (default 100, Kafka Streams' EOS "
+        "default; botstream and the ceiling commit every batch)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=1800,
+        help="seconds one throughput run may take before it counts as failed",
+    )
+    parser.add_argument(
+        "--latency-rates",
+        default="2000,half",
+        help="offered rates in events/s; 'half' is half botstream's measured "
+        "throughput (default 2000,half)",
+    )
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=30,
+        help="seconds of traffic at each rate (default 30)",
+    )
+    parser.add_argument(
+        "--conversations",
+        type=int,
+        default=1_000_000,
+        help="open conversations for the memory section (default 1000000)",
+    )
+    parser.add_argument(
+        "--stores",
+        default="memory,rocksdb",
+        help="worker stores for the memory section (rocksdb only when the worker offers --store)",
+    )
+    parser.add_argument("--replay-events", type=int, default=1_000_000)
+    parser.add_argument("--replay-runs", type=int, default=3)
+    parser.add_argument("--bootstrap", help="use this broker instead of starting one")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check every contender on a small input (5,000 events) and stop",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record a py-spy flame graph of the botstream worker in run 1",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        parser.error(f"--only: unknown section {unknown[0]!r} (choose from {', '.join(SECTIONS)})")
+    args.sections = sections
+    from benchmarks.throughput import CONTENDERS
+
+    args.contender_list = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    bad = [c for c in args.contender_list if c not in CONTENDERS]
+    if bad:
+        parser.error(f"--contenders: unknown {bad[0]!r} (choose from {', '.join(CONTENDERS)})")
+    for name in ("events", "runs", "conversations", "replay_events", "replay_runs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')}: must be at least 1")
+    return args
+
+
+@contextlib.contextmanager
+def broker(bootstrap: str | None):
+    """The broker to use: the one given, or a local one started (and stopped) here."""
+    if bootstrap:
+        yield bootstrap
+        return
+    from botstream.kafka.local_broker import LocalKafka
+
+    kafka = LocalKafka(heap=os.environ.get("BOTSTREAM_KAFKA_HEAP", "1g"))
+    kit.log("starting a local Kafka broker...")
+    with kafka:
+        kit.log(f"broker at {kafka.bootstrap}")
+        yield kafka.bootstrap
+
+
+def environment() -> dict:
+    """What the figures were measured on."""
+    return {
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+async def run_sections(args: argparse.Namespace, bootstrap: str, log_dir: Path) -> dict:
+    """Run the sections asked for; the results document."""
+    results: dict = {
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "environment": environment(),
+        "arguments": vars_of(args),
+    }
+    if args.check:
+        from benchmarks import throughput
+
+        traffic = kit.simulated_traffic(5_000)
+        results["check"] = await throughput.measure(
+            bootstrap,
+            traffic,
+            log_dir,
+            contenders=args.contender_list,
+            runs=1,
+            commit_interval_ms=args.commit_interval_ms,
+            timeout_s=300,
+            verify_all=True,
+        )
+        return results
+    if "throughput" in args.sections:
+        from benchmarks import throughput
+
+        traffic = kit.simulated_traffic(args.events)
+        kit.log(f"{len(traffic.events):,} simulated events, {len(traffic.plans)} plan records")
+        results["throughput"] = await throughput.measure(
+            bootstrap,
+            traffic,
+            log_dir,
+            contenders=args.contender_list,
+            runs=args.runs,
+            commit_interval_ms=args.commit_interval_ms,
+            timeout_s=args.timeout,
+            verify_all=False,
+            profile=args.profile,
+            out=args.out,
+        )
+    if "latency" in args.sections:
+        from benchmarks import latency
+
+        rates, half = latency_rates(args, results)
+        results["latency"] = await latency.measure(
+            bootstrap, log_dir, rates=rates, seconds=args.latency_seconds, half_max=half
+        )
+    if "memory" in args.sections:
+        from benchmarks import memory
+
+        results["memory"] = await memory.measure(
+            bootstrap,
+            log_dir,
+            conversations=args.conversations,
+            stores=[s.strip() for s in args.stores.split(",") if s.strip()],
+        )
+    if "replay" in args.sections:
+        from benchmarks import replay_throughput
+
+        results["replay"] = replay_throughput.measure(args.replay_events, args.replay_runs)
+    results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return results
+
+
+def latency_rates(args: argparse.Namespace, results: dict) -> tuple[list[int], int | None]:
+    """The offered rates (numbers as given; ``half`` from this run's or the last throughput)."""
+    rates, half = [], None
+    for part in (p.strip() for p in args.latency_rates.split(",") if p.strip()):
+        if part != "half":
+            rates.append(int(part))
+            continue
+        measured = results.get("throughput") or report.load_latest(args.out).get("throughput")
+        best = (measured or {}).get("contenders", {}).get("botstream", {})
+        if best.get("median_events_per_s"):
+            half = int(best["median_events_per_s"] / 2)
+            rates.append(half)
+        else:
+            kit.log("no botstream throughput measured yet: skipping the 'half' latency rate")
+    return rates, half
+
+
+def vars_of(args: argparse.Namespace) -> dict:
+    """The arguments as JSON-friendly values."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write the results."""
+    args = parse_args(argv)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    log_dir = kit.bench_cache() / "logs" / stamp
+    log_dir.mkdir(parents=True, exist_ok=True)
+    kit.log(f"logs of every process: {log_dir}")
+    with broker(args.bootstrap) as bootstrap:
+        results = asyncio.run(run_sections(args, bootstrap, log_dir))
+    if args.check:
+        print(report.check_table(results["check"]))
+        problems = [p for c in results["check"]["contenders"].values() for p in c["problems"]]
+        return 1 if problems else 0
+    previous = report.load_latest(args.out)
+    merged = report.merge(previous, results)
+    paths = report.write(merged, args.out, stamp)
+    print(report.table(merged))
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
