@@ -272,7 +272,7 @@ def _seed_corpus(corpus: Path, max_bytes: int) -> list[Path]:
     import random
 
     rng = random.Random(1)
-    events = EventForge(rng, max_bytes, 1_795_000_000_000)
+    events = EventForge(rng, max_bytes)
     plans = PlanForge(rng, max_bytes, ("standard", "pro"))
     paths = []
     base = events.event("chatbot.button_clicked", 1_795_000_000_000, "acc-1", "c-1")
@@ -388,6 +388,7 @@ async def run_worker(
                 f"{result.seconds:.1f} s after the first"
             )
             await outputs.catch_up()
+            checking = time.monotonic()
             _check_worker(result, files, outputs, expected_conversations, topics)
             result.problems += exactly_once_problems(outputs, _LogView(valid_plans, RUN_ENV))
             result.problems += schema_problems(outputs)
@@ -396,13 +397,35 @@ async def run_worker(
                 result.problems += _compare_with_replay(outputs, replay_out)
             if not worker.running:
                 result.problem("the worker stopped")
-            result.problems += [f"worker log: {line[:300]}" for line in worker.errors()[:10]]
-            result.notes.append(f"worker started {worker.starts} time(s), still running")
+            result.problems += [f"worker log: {line[:300]}" for line in _trouble(worker)[:10]]
+            result.notes.append(
+                f"worker started {worker.starts} time(s), "
+                f"{'still running' if worker.running else 'STOPPED'}; "
+                f"{sum(len(r.records) for r in outputs.readers.values()):,} output records "
+                f"checked in {time.monotonic() - checking:.0f} s"
+            )
     except AssertionError as exc:
         result.problem(f"{str(exc)[:1500]}\n{pool.report()}")
     finally:
         pool.close()
     return result
+
+
+#: Worker log lines that mean a record caused trouble: a failed or fenced transaction
+#: (retried on the same records, it can block a partition), a lost partition.
+_TROUBLE = re.compile(
+    r"transaction of partition \d+ failed|fenced|could not acquire|stood still|"
+    r"acquiring partition \d+ failed"
+)
+
+
+def _trouble(worker) -> list[str]:
+    """The worker's error lines (the harness's marks) and its stages' troubles."""
+    found = list(worker.errors())
+    for path in worker.log_paths:
+        with path.open(errors="replace") as log:
+            found += [f"{path.name}: {line.strip()}" for line in log if _TROUBLE.search(line)]
+    return found
 
 
 def _check_worker(result, files, outputs, expected_conversations, topics) -> None:
@@ -584,12 +607,14 @@ def main(argv: list[str]) -> int:
     print(f"fuzz: {args.count:,} events, seed {args.seed}, files in {work}", flush=True)
 
     decoder = DecoderTarget(config)
-    began = time.perf_counter()
-    feed = Feed(feed_config, int(time.time() * 1000))
-    hooks = (decoder.event, decoder.plan) if "decoder" in targets else (None, None)
-    files = write_feed(feed, work / "feed", on_event=hooks[0], on_plan=hooks[1])
-    generated = time.perf_counter() - began
-    _print_feed(files, generated)
+    files, generated = None, 0.0
+    if targets & {"decoder", "replay", "worker"}:
+        began = time.perf_counter()
+        feed = Feed(feed_config, int(time.time() * 1000))
+        hooks = (decoder.event, decoder.plan) if "decoder" in targets else (None, None)
+        files = write_feed(feed, work / "feed", on_event=hooks[0], on_plan=hooks[1])
+        generated = time.perf_counter() - began
+        _print_feed(files, generated)
     if "decoder" in targets:
         if decoder.escaped:
             decoder.result.problem(f"exceptions escaped: {dict(decoder.escaped)}")
@@ -609,7 +634,8 @@ def main(argv: list[str]) -> int:
     if "worker" in targets:
         results.append(_done(_run_worker_sync(files, args.bootstrap, work, replay_out)))
     failed = [r for r in results if r.problems]
-    if not args.no_doc:
+    # The document holds whole runs only: every target, on one log.
+    if not args.no_doc and targets == set(TARGETS):
         path = write_section("fuzz", _markdown(args, files, results, generated))
         print(f"fuzz: figures written to {path}")
     if not failed and not args.keep:

@@ -282,10 +282,9 @@ def _codes(*codes: str) -> frozenset[str]:
 class EventForge:
     """Valid widget events, and events broken in one known way each."""
 
-    def __init__(self, rng: random.Random, max_bytes: int, now_ms: int) -> None:
+    def __init__(self, rng: random.Random, max_bytes: int) -> None:
         self.rng = rng
         self.max_bytes = max_bytes
-        self.now_ms = now_ms
         self._serial = 0
 
     def serial(self) -> int:
@@ -768,7 +767,7 @@ class Feed:
         self.rng = rng = random.Random(config.seed)
         self.window_end_ms = now_ms - int(config.end_days_ago * DAY_MS)
         self.window_start_ms = self.window_end_ms - int(config.window_days * DAY_MS)
-        self.events = EventForge(rng, config.max_bytes, now_ms)
+        self.events = EventForge(rng, config.max_bytes)
         self.plan_forge = PlanForge(rng, config.max_bytes, config.plans)
         self.event_shapes = self.events.broken_shapes()
         self.event_weights = [_shape_weight(name) for name, _ in self.event_shapes]

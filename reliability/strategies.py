@@ -41,9 +41,8 @@ PLANS = frozenset(CONFIG.plan_limits)
 #: Event times from 1970 to 2999, the years a timestamp may have, a day from either end
 #: (a time written with an offset must stay within those years too).
 FIRST_MS, LAST_MS = 86_400_000, 32_503_680_000_000 - 86_400_000
-_NOW_MS = 1_795_000_000_000
 
-_SHAPES = EventForge(random.Random(0), MAX_BYTES, _NOW_MS).broken_shapes()
+_SHAPES = EventForge(random.Random(0), MAX_BYTES).broken_shapes()
 _PLAN_SHAPES = PlanForge(random.Random(0), MAX_BYTES, tuple(PLANS)).broken_shapes()
 #: The names of every broken shape, for tests that cover each one.
 EVENT_SHAPE_NAMES = [name for name, _ in _SHAPES]
@@ -67,7 +66,7 @@ json_values = st.recursive(
 
 
 def _forge(seed: int) -> EventForge:
-    return EventForge(random.Random(seed), MAX_BYTES, _NOW_MS)
+    return EventForge(random.Random(seed), MAX_BYTES)
 
 
 @st.composite
