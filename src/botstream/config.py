@@ -102,6 +102,8 @@ class Settings:
     data_dir: str = ".botstream-data"
     #: The bearer token the read API requires (None: open); see botstream.web.security.
     api_token: str | None = None
+    #: Where the conversation stage keeps its conversations: ``memory`` or ``rocksdb``.
+    store: str = "memory"
     topics: TopicNames = field(default_factory=TopicNames)
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     domain: DomainConfig = field(default_factory=DomainConfig)
@@ -145,6 +147,7 @@ _ENV: dict[str, tuple[str, str, Any]] = {
     "BOTSTREAM_WEB_URL": ("", "web_url", str),
     "BOTSTREAM_DATA_DIR": ("", "data_dir", str),
     "BOTSTREAM_API_TOKEN": ("", "api_token", str),
+    "BOTSTREAM_STORE": ("", "store", str),
     "BOTSTREAM_SECURITY_PROTOCOL": ("security", "security_protocol", str),
     "BOTSTREAM_SASL_MECHANISM": ("security", "sasl_mechanism", str),
     "BOTSTREAM_SASL_USERNAME": ("security", "sasl_username", str),
@@ -223,6 +226,10 @@ def load_settings(
         raise ConfigError(f"{_setting_name('BOTSTREAM_PARTITIONS')}: must be at least 1")
     if not 0 < settings.web_port < 65536:
         raise ConfigError(f"{_setting_name('BOTSTREAM_WEB_PORT')}: must be a TCP port (1-65535)")
+    if settings.store not in ("memory", "rocksdb"):
+        raise ConfigError(
+            f"{_setting_name('BOTSTREAM_STORE')}: {settings.store!r} is not memory or rocksdb"
+        )
     if settings.api_token is not None and not _API_TOKEN.fullmatch(settings.api_token):
         raise ConfigError(
             f"{_setting_name('BOTSTREAM_API_TOKEN')}: use 16 to 256 characters of A-Z a-z 0-9 "

@@ -45,6 +45,8 @@ _WORKER_FLAGS = {
     "BOTSTREAM_WEB_URL": "URL other workers use to reach this one's read API "
     "(default http://HOST:PORT)",
     "BOTSTREAM_DATA_DIR": "directory for the worker's local files (.botstream-data)",
+    "BOTSTREAM_STORE": "where conversations are kept: memory, or rocksdb (on disk in the "
+    "data directory, so a restart need not read the changelog) (memory)",
     "BOTSTREAM_API_TOKEN": "bearer token the read API requires, except /health "
     "(default: none; prefer the environment variable)",
 }

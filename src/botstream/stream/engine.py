@@ -97,8 +97,22 @@ class PartitionTask(Protocol):
     def changes(self) -> dict[bytes, bytes | None]:
         """State changes since the last call, as changelog entries; clears them."""
 
-    def committed(self) -> None:
-        """The transaction holding the last :meth:`changes` committed."""
+    def committed(self, token: str) -> None:
+        """The state is now what the transaction with commit token ``token`` committed.
+
+        Called after each transaction, and after a restore (with the token of the
+        last commit before it).
+        """
+
+    async def resume_local(self, token: str) -> bool:
+        """Load the state from the worker's own files if they hold what ``token`` committed.
+
+        True means the changelog need not be read; False, that it must be (the
+        task then starts from an empty state).
+        """
+
+    def close(self) -> None:
+        """The task is discarded: release what it holds (files, handles)."""
 
 
 class StageMetrics(Protocol):
@@ -107,8 +121,10 @@ class StageMetrics(Protocol):
     def batch_committed(self, stage: str, records: int, seconds: float) -> None:
         """A transaction with ``records`` input records committed in ``seconds``."""
 
-    def partition_acquired(self, stage: str, kept_state: bool) -> None:
-        """A partition was acquired (a producer initialised), its state kept or rebuilt."""
+    def partition_acquired(self, stage: str, how: str) -> None:
+        """A partition was acquired (a producer initialised); its state was ``how``:
+        ``kept`` from before a rebalance, ``local`` from the worker's files, or
+        ``restored`` from the changelog."""
 
     def partition_fenced(self, stage: str) -> None:
         """A transaction was refused because another producer took the partition over."""
@@ -312,6 +328,7 @@ class Stage:
                     await self._release(partition, park=False)
                 for owned in self._parked.values():
                     await _stop_producer(owned)
+                    owned.task.close()
                 self._parked.clear()
             await consumer.stop()
 
@@ -473,7 +490,7 @@ class Stage:
             self._request_rejoin()
             return
         owned.token = token
-        owned.task.committed()
+        owned.task.committed(token)
         if self.metrics is not None:
             self.metrics.batch_committed(self.name, records, time.perf_counter() - started)
 
@@ -492,7 +509,7 @@ class Stage:
         try:
             for attempt in range(1, self.acquire_attempts + 1):
                 try:
-                    owned, kept = await self._take(partition)
+                    owned, how = await self._take(partition)
                     break
                 except asyncio.CancelledError:
                     raise
@@ -520,7 +537,7 @@ class Stage:
             async with self._lock:
                 if generation != self.generation or self._stale or self._stopping:
                     await _stop_producer(owned)  # a newer assignment took over meanwhile
-                    self._parked[partition] = owned
+                    self._park(partition, owned)
                     return
                 tp = TopicPartition(self.input_topic, partition)
                 owned.last_active = self.monotonic()
@@ -528,13 +545,13 @@ class Stage:
                 self._consumer.seek(tp, owned.next_offset)
                 self._consumer.resume(tp)
             if self.metrics is not None:
-                self.metrics.partition_acquired(self.name, kept)
+                self.metrics.partition_acquired(self.name, how)
             log.info(
                 "%s: partition %d acquired (generation %d, state %s, from offset %d)",
                 self.name,
                 partition,
                 generation,
-                "kept" if kept else "restored",
+                how,
                 owned.next_offset,
             )
             if self.on_ownership is not None:
@@ -544,8 +561,12 @@ class Stage:
                 del self._acquiring[partition]
                 self.restoring.pop(partition, None)
 
-    async def _take(self, partition: int) -> tuple[_Owned, bool]:
-        """Fence zombies, then keep the parked state or rebuild it; resume where committed."""
+    async def _take(self, partition: int) -> tuple[_Owned, str]:
+        """Fence zombies, then keep the parked state or rebuild it; resume where committed.
+
+        Returns the partition and how its state came: ``kept``, ``local`` or
+        ``restored``.
+        """
         producer = self.clients.producer(f"{self.group_id}-{partition}")
         await producer.start()  # init_transactions: fences the previous owner
         try:
@@ -554,12 +575,21 @@ class Stage:
             parked = self._parked.pop(partition, None)
             if parked is not None and parked.token == token and token:
                 parked.producer = producer
-                return parked, True
+                return parked, "kept"
+            if parked is not None:
+                parked.task.close()  # before a new task opens the same files
             task = self.make_task(partition)
-            if self.changelog_topic:
-                await self._restore(partition, task)
-            task.restored()
-            return _Owned(task, producer, offset or 0, token, self.monotonic()), False
+            try:
+                how = "local"
+                if self.changelog_topic and not await task.resume_local(token):
+                    how = "restored"
+                    await self._restore(partition, task)
+                task.restored()
+                task.committed(token)
+            except BaseException:
+                task.close()
+                raise
+            return _Owned(task, producer, offset or 0, token, self.monotonic()), how
         except BaseException:
             await producer.stop()
             raise
@@ -602,9 +632,18 @@ class Stage:
             return
         await _stop_producer(owned)
         if park:
-            self._parked[partition] = owned
+            self._park(partition, owned)
+        else:
+            owned.task.close()
         if self.on_ownership is not None:
             self.on_ownership(partition, self.generation, False)
+
+    def _park(self, partition: int, owned: _Owned) -> None:
+        """Keep a partition's task for a comeback (closing any older one parked)."""
+        previous = self._parked.get(partition)
+        if previous is not None and previous is not owned:
+            previous.task.close()
+        self._parked[partition] = owned
 
     async def _on_revoked(self, revoked: list[TopicPartition]) -> None:
         for task in list(self._acquiring.values()):
@@ -622,7 +661,7 @@ class Stage:
         async with self._lock:
             # Parked partitions that went elsewhere: their state is someone else's now.
             for partition in set(self._parked) - partitions:
-                del self._parked[partition]
+                self._parked.pop(partition).task.close()
         for partition in sorted(partitions - set(self.owned)):
             self._start_acquiring(partition, self.generation)
 

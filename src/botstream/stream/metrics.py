@@ -47,8 +47,8 @@ class StreamMetrics:
         )
         self.acquisitions = Counter(
             "botstream_partition_acquisitions",
-            "Partitions acquired (a transactional producer initialised), by whether the "
-            "state was kept from before a rebalance or rebuilt from the changelog.",
+            "Partitions acquired (a transactional producer initialised), by where the state "
+            "came from: kept from before a rebalance, the worker's local files, or the changelog.",
             ["stage", "state"],
             registry=registry,
         )
@@ -95,9 +95,9 @@ class StreamMetrics:
         """A stage committed a transaction."""
         self.batch_seconds.labels(stage).observe(seconds)
 
-    def partition_acquired(self, stage: str, kept_state: bool) -> None:
-        """A stage acquired a partition."""
-        self.acquisitions.labels(stage, "kept" if kept_state else "restored").inc()
+    def partition_acquired(self, stage: str, how: str) -> None:
+        """A stage acquired a partition, its state ``kept``, ``local`` or ``restored``."""
+        self.acquisitions.labels(stage, how).inc()
 
     def partition_fenced(self, stage: str) -> None:
         """A stage's transaction was fenced by another producer."""

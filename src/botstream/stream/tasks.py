@@ -17,16 +17,13 @@ state into changelog entries.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import orjson
 from aiokafka.structs import ConsumerRecord
 
 from botstream.config import Settings
-from botstream.domain.conversation import (
-    Conversation,
-    encode_conversation,
-    encoded_last_at_and_ended,
-)
+from botstream.domain.conversation import encoded_last_at_and_ended
 from botstream.domain.dead_letters import dead_letter
 from botstream.domain.events import decode_event
 from botstream.domain.metering import Charge, Usage, apply_charge
@@ -35,30 +32,10 @@ from botstream.domain.plans import PlanHistory, PlanRecord, add_plan, decode_pla
 from botstream.domain.stats import StatsChange, apply_stats_change
 from botstream.errors import InvalidRecord
 from botstream.stream.engine import Output
+from botstream.stream.stores import open_store
 
 _WATERMARK_KEY = b"w"
 _CONVERSATION_PREFIX = b"c:"
-
-
-class _DirtyStore(dict):
-    """Conversation store that remembers which conversations changed.
-
-    Between batches every conversation is held in its compact encoded form
-    (the changelog's), about 530 bytes of memory each with its timer, against
-    about 1.4 KB as an object; the processor decodes one when it is touched.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dirty: set[str] = set()
-
-    def put(self, conversation_id: str, state: Conversation) -> None:
-        self[conversation_id] = encode_conversation(state) if state.ended else state
-        self.dirty.add(conversation_id)
-
-    def delete(self, conversation_id: str) -> None:
-        self.pop(conversation_id, None)
-        self.dirty.add(conversation_id)
 
 
 class ConversationTask:
@@ -68,7 +45,8 @@ class ConversationTask:
         self.partition = partition
         self.settings = settings
         self.metrics = metrics
-        self.store = _DirtyStore()
+        path = Path(settings.data_dir, "state", f"{settings.app_id}-conversations", str(partition))
+        self.store = open_store(settings.store, path)
         self.processor: PartitionProcessor | None = None
         self._restored_watermark: int | None = None
         self._saved_watermark: int | None = None
@@ -86,19 +64,29 @@ class ConversationTask:
             self._restored_watermark = None if value is None else int(value)
         elif key.startswith(_CONVERSATION_PREFIX):
             conversation_id = key[len(_CONVERSATION_PREFIX) :].decode()
+            self.store.restore(conversation_id, value)
             if value is None:
-                self.store.pop(conversation_id, None)
                 self._restored_deadlines.pop(conversation_id, None)
             else:
-                self.store[conversation_id] = value
                 last_at, ended = encoded_last_at_and_ended(value)
                 self._restored_deadlines[conversation_id] = deadline_of(
                     last_at, ended, self.settings.domain
                 )
 
+    async def resume_local(self, token: str) -> bool:
+        """Take the state from the worker's own files if ``token`` committed it (RocksDB)."""
+        config = self.settings.domain
+        local = await self.store.resume(
+            token, lambda last_at, ended: deadline_of(last_at, ended, config)
+        )
+        if local is None:
+            return False
+        self._restored_deadlines, self._restored_watermark = local
+        return True
+
     def restored(self) -> None:
         """Build the processor (and its timers) over the restored state."""
-        self.store.dirty.clear()
+        self.store.take_changes()  # nothing changed yet; ends a restore's last write
         self._saved_watermark = self._restored_watermark
         self.processor = PartitionProcessor(
             self.settings.domain,
@@ -110,25 +98,23 @@ class ConversationTask:
 
     def changes(self) -> dict[bytes, bytes | None]:
         """Changed conversations (encoded, or None when dropped) and the watermark."""
-        store = self.store
-        changes: dict[bytes, bytes | None] = {}
-        for conversation_id in store.dirty:
-            state = dict.get(store, conversation_id)
-            if state is not None and type(state) is not bytes:
-                state = encode_conversation(state)
-                # Held encoded between batches too: a worker may hold a million open
-                # conversations, and the encoding is needed for the changelog anyway.
-                store[conversation_id] = state
-            changes[_CONVERSATION_PREFIX + conversation_id.encode()] = state
-        store.dirty.clear()
+        changes: dict[bytes, bytes | None] = {
+            _CONVERSATION_PREFIX + conversation_id.encode(): state
+            for conversation_id, state in self.store.take_changes().items()
+        }
         watermark = self.processor.watermark
         if watermark != self._saved_watermark:
             changes[_WATERMARK_KEY] = str(watermark).encode()
             self._saved_watermark = watermark
         return changes
 
-    def committed(self) -> None:
-        """Nothing is read from this stage's state."""
+    def committed(self, token: str) -> None:
+        """The state is what transaction ``token`` committed: a RocksDB store writes it."""
+        self.store.committed(token, self.processor.watermark)
+
+    def close(self) -> None:
+        """Release the store (a RocksDB database stays on disk for the next start)."""
+        self.store.close()
 
     # -- processing -----------------------------------------------------------------
 
@@ -197,8 +183,15 @@ class PlanTask:
         """Stateless: no changes."""
         return {}
 
-    def committed(self) -> None:
+    def committed(self, token: str) -> None:
         """Stateless: nothing to publish to readers."""
+
+    async def resume_local(self, token: str) -> bool:
+        """Stateless: nothing kept locally."""
+        return False
+
+    def close(self) -> None:
+        """Stateless: nothing to release."""
 
     def tick(self, now_ms: int, out: list[Output]) -> None:
         """No wall-clock duties."""
@@ -266,7 +259,14 @@ class AccountTask:
         self.committed()
         self._dirty.clear()
 
-    def committed(self) -> None:
+    async def resume_local(self, token: str) -> bool:
+        """Nothing is kept locally: the state comes from the changelog."""
+        return False
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def committed(self, token: str = "") -> None:
         """Publish the committed entries to :attr:`view` (copies: the task keeps changing)."""
         view = self.view
         for kind, account, month in self._in_flight:

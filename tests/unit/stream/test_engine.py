@@ -28,6 +28,7 @@ class RecordingTask:
         self.processed: list[int] = []
         self.ticks = 0
         self.commits = 0
+        self.closed = False
         self.pending: dict[bytes, bytes | None] = {}
 
     def restore(self, key, value) -> None:
@@ -46,8 +47,14 @@ class RecordingTask:
         changes, self.pending = self.pending, {}
         return changes
 
-    def committed(self) -> None:
+    def committed(self, token: str) -> None:
         self.commits += 1
+
+    async def resume_local(self, token: str) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class Harness:
@@ -245,7 +252,8 @@ async def test_a_failed_commit_drops_the_state_it_held() -> None:
         h.stage.owned[0].producer.fail_next_commit = ConnectionError("broker went away")
         h.consumer.backlog[0] += [record(TOPIC, 0, 5)]
         await h.until(lambda: 0 not in h.stage.owned)
-        assert first.commits == 1
+        assert first.commits == 2  # after its acquisition, and after its one transaction
+        assert first.closed
         await h.consumer.assign([0])
         await h.until(lambda: 0 in h.stage.owned and len(h.tasks) == 2)
         assert h.task_of(0) is not first
