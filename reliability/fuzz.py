@@ -748,9 +748,19 @@ non-UTF-8 ones.
 The decoder's figure is the decoders' own time, records checked as the log was generated; the
 replay's is the whole `botstream replay` command; the worker's runs from the first event
 produced until every output was committed (the events as JSONL for the replay; the worker also
-gets the records a JSONL line cannot carry: empty, blank, with a newline). The input topics
-accept 12 MiB (`max.message.bytes` raised on those two topics only; the broker's default stays
-1 MiB). A dead letter keeps at most `max_event_bytes` of its record, so it always fits.
+gets the records a JSONL line cannot carry: empty, blank, with a newline).
+
+Large records. The run's two input topics accept 12 MiB (`max.message.bytes` raised on those
+topics only; the broker's default, 1 MiB, stays for every other topic). The worker's consumer
+asks for at most 4 MiB per partition (`max_partition_fetch_bytes`), and a 10 MiB record still
+arrives whole: since fetch version 3 (KIP-74) the broker returns the first batch of a response
+whole however large, and answers an empty set, never a cut batch, for a partition whose next
+batch does not fit; that partition is read first in a later fetch. A record's dead letter keeps
+at most `max_event_bytes` of it (README: decisions), so it fits in a Kafka message: before that,
+a record of 768 KiB or more made a dead letter larger than the producer's 1 MiB limit, and its
+partition retried the failing transaction forever. Still open: a bad record's key is carried
+whole, twice (the dead letter's own key, and in base64 in its value), so a key over about
+450 KB (3/7 of the producer's 1 MiB) makes a dead letter too large to publish.
 
 Dead letters by reason (`plan ...`: of plan records):
 

@@ -18,6 +18,7 @@ its expected fate.
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -708,7 +709,8 @@ def mutate_structure(obj: dict, rng: random.Random) -> dict:
         elif op < 0.3 and name in target:
             target[name.upper()] = target.pop(name)
         else:
-            target[name] = rng.choice(pool)
+            # A copy: the pool's lists and objects are shared, and may be mutated next.
+            target[name] = copy.deepcopy(rng.choice(pool))
     return obj
 
 
