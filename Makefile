@@ -2,11 +2,15 @@
 #   make demo   - runs botstream on the embedded default (local Kafka, worker, simulated traffic)
 #   make test   - runs the whole test suite (unit + integration on a real local broker)
 # Both create or reuse .venv in the repo and install what they need.
+#   make bench  - the benchmark suite against the peer engines (not a test; about an hour;
+#                 BENCH_ARGS="--events 50000 --runs 1" for a quick one, see benchmarks/bench.py)
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
+BENCH_ARGS ?=
 
 .PHONY: demo test lint unit integration bench clean reliability fuzz browser
 
@@ -61,6 +65,14 @@ reliability: $(RELIABILITY_STAMP)
 # Hostile input only: 1,000,000 records each to the decoder, the replay and a worker.
 fuzz: $(RELIABILITY_STAMP)
 	$(BIN)/python -m reliability fuzz
+
+# The bench extra: the peer engines, matplotlib for the chart, py-spy for --profile.
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -71,6 +71,12 @@ def _ms(value: float | None) -> str:
     return "-" if value is None or value != value else f"{value:,.0f}"
 
 
+def _identical(same: bool | None) -> str:
+    if same is None:
+        return "no reference"
+    return "byte-identical to the reference ✓" if same else "DIFFERENT from the reference ✗"
+
+
 def _verdict(ok: bool | None) -> str:
     return "" if ok is None else (" ✓" if ok else " ✗")
 
@@ -92,11 +98,12 @@ def table(results: dict) -> str:
         target = TARGETS["replay_events_per_s"]
         rate = replay.get("median_events_per_s")
         parts.append(
-            "| replay | events | events/s (median) | peak RSS | target |\n"
-            "|---|---:|---:|---:|---|\n"
+            "| replay | events | events/s (median) | peak RSS | target | outputs |\n"
+            "|---|---:|---:|---:|---|---|\n"
             f"| `botstream replay`, one core | {replay['events']:,} | {_rate(rate)} | "
             f"{replay.get('median_peak_rss_mb', 0):,.0f} MB | >= {target:,}"
-            f"{_verdict(rate is not None and rate >= target)} |"
+            f"{_verdict(rate is not None and rate >= target)} | "
+            f"{_identical(replay.get('identical_to_reference'))} |"
         )
     return "\n\n".join(parts)
 
@@ -110,8 +117,9 @@ def throughput_table(section: dict) -> str:
         f"partitions, exactly-once everywhere, median of {section['runs']} interleaved runs "
         f"(measured {section.get('measured_at', '?')}).",
         "",
-        "| contender | events/s (median) | runs | botstream / it |",
-        "|---|---:|---|---:|",
+        "| contender | events/s (median) | runs | botstream / it | steady events/s | "
+        "first commit after |",
+        "|---|---:|---|---:|---:|---:|",
     ]
     for name, figures in contenders.items():
         rate = figures.get("median_events_per_s")
@@ -125,7 +133,12 @@ def throughput_table(section: dict) -> str:
         wrong = (
             " (WRONG: " + "; ".join(figures["problems"]) + ")" if figures.get("problems") else ""
         )
-        lines.append(f"| {figures['label']}{wrong} | {_rate(rate)} | {runs} | {ratio} |")
+        first = figures.get("median_first_commit_s")
+        lines.append(
+            f"| {figures['label']}{wrong} | {_rate(rate)} | {runs} | {ratio} | "
+            f"{_rate(figures.get('median_steady_events_per_s'))} | "
+            f"{'-' if first is None else f'{first:.1f} s'} |"
+        )
     return "\n".join(lines)
 
 

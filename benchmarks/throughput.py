@@ -69,6 +69,10 @@ class RunResult:
     seconds: float
     events_per_s: float
     load_before: float
+    #: From launch to the first committed input offset (start-up, group join, first batch).
+    first_commit_s: float | None = None
+    #: Events/s from the first committed offset to the end: the rate without start-up.
+    steady_events_per_s: float | None = None
     checks: dict = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -400,6 +404,11 @@ KINDS: dict[str, type[Contender]] = {
 }
 
 
+def _median(values) -> float | None:
+    found = [v for v in values if v is not None and v == v]
+    return statistics.median(found) if found else None
+
+
 def lone_surrogate(value: bytes) -> bool:
     """Whether a record is refused only for a lone surrogate escape (see :attr:`Job.lenient`)."""
     if b"\\ud" not in value or parse_event(value) is not None:
@@ -470,7 +479,13 @@ async def run_one(
         ]
         async with kit.CompletionWatcher(job.bootstrap, contender.hops(), outputs) as watcher:
             seconds = await watcher.wait(started, timeout_s, alive=contender.alive)
+            done_at = started + seconds
         result = RunResult(name, run, seconds, job.inputs / seconds, load)
+        if watcher.first_commit_at is not None and done_at > watcher.first_commit_at:
+            result.first_commit_s = watcher.first_commit_at - started
+            result.steady_events_per_s = (job.inputs - watcher.first_committed) / (
+                done_at - watcher.first_commit_at
+            )
         contender.stop()
         if spy is not None:
             with contextlib.suppress(Exception):
@@ -478,8 +493,11 @@ async def run_one(
         if verify:
             result.checks, result.problems = await contender.verify()
         status = "ok" if not result.problems else "WRONG: " + "; ".join(result.problems)
+        steady = result.steady_events_per_s
         kit.log(
             f"  {name:10s} run {run}: {seconds:7.2f} s {result.events_per_s:10,.0f} events/s "
+            f"(first commit after {result.first_commit_s or 0:.1f} s, then "
+            f"{steady or 0:,.0f}/s) "
             f"(load {load:.2f}) {status if verify else ''}"
         )
         return result
@@ -536,6 +554,8 @@ async def measure(
             "median_events_per_s": statistics.median(rates) if rates else None,
             "runs_events_per_s": [r.events_per_s for r in mine],
             "runs_seconds": [r.seconds for r in mine],
+            "median_steady_events_per_s": _median(r.steady_events_per_s for r in mine),
+            "median_first_commit_s": _median(r.first_commit_s for r in mine),
             "load_before": [r.load_before for r in mine],
             "checks": next((r.checks for r in mine if r.checks), {}),
             "problems": sorted({p for r in mine for p in r.problems}),
