@@ -346,6 +346,14 @@ _LAUNCHER = (
 )
 
 
+def still_launching(pid: int) -> bool:
+    """Whether ``pid`` is still the launcher (``python -c``), not yet the command it execs."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:2] == [b"-c"]
+    except OSError:
+        return False
+
+
 class Child:
     """A contender's process in its own session, logging to a file; it dies with the bench."""
 

@@ -24,6 +24,14 @@ TARGETS = {
 }
 
 
+#: The order of the contenders in the table and the chart (the JSON keeps them sorted).
+ORDER = ("botstream", "ceiling", "kstreams", "quix", "faust")
+
+
+def _ordered(contenders: dict) -> list[str]:
+    return sorted(contenders, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+
+
 def load_latest(folder: Path) -> dict:
     """``latest.json`` of ``folder``, or an empty document."""
     try:
@@ -121,7 +129,8 @@ def throughput_table(section: dict) -> str:
         "first commit after |",
         "|---|---:|---|---:|---:|---:|",
     ]
-    for name, figures in contenders.items():
+    for name in _ordered(contenders):
+        figures = contenders[name]
         rate = figures.get("median_events_per_s")
         runs = ", ".join(_rate(r) for r in figures.get("runs_events_per_s", []))
         if name == "botstream" or not mine or not rate:
@@ -206,7 +215,8 @@ def memory_table(section: dict) -> str:
 def check_table(section: dict) -> str:
     """What ``--check`` found for each contender."""
     lines = ["| contender | events/s | checks | problems |", "|---|---:|---|---|"]
-    for figures in section["contenders"].values():
+    for name in _ordered(section["contenders"]):
+        figures = section["contenders"][name]
         checks = ", ".join(f"{k} {v:,}" for k, v in figures.get("checks", {}).items())
         problems = "; ".join(figures.get("problems", [])) or "none"
         lines.append(
@@ -261,7 +271,7 @@ def chart(results: dict, path: Path) -> None:
 
 def _throughput_panel(ax, section: dict) -> None:
     contenders = section["contenders"]
-    names = [n for n in contenders if contenders[n].get("median_events_per_s")]
+    names = [n for n in _ordered(contenders) if contenders[n].get("median_events_per_s")]
     rates = [contenders[n]["median_events_per_s"] for n in names]
     bars = ax.barh(range(len(names)), rates, color=[_COLOURS.get(n, "grey") for n in names])
     ax.set_yticks(range(len(names)), [contenders[n]["label"] for n in names], fontsize=8)
@@ -279,11 +289,18 @@ def _throughput_panel(ax, section: dict) -> None:
         ax.axvline(target, color="crimson", linestyle="--", linewidth=1)
         ax.text(target, len(names) - 0.4, " 0.8 × ceiling", color="crimson", fontsize=8)
     ax.set_xlim(0, max(rates) * 1.45 if rates else 1)
-    ax.set_xlabel("events/s (higher is better)")
+    ax.xaxis.set_major_formatter(_thousands())
+    ax.set_xlabel("events/s, launch to everything committed (higher is better)")
     ax.set_title(
         f"Throughput, {section['events']:,} events, exactly-once, median of {section['runs']}",
         fontsize=10,
     )
+
+
+def _thousands():
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _: f"{value:,.0f}")
 
 
 def _latency_panel(ax, section: dict) -> None:
@@ -333,6 +350,19 @@ def _memory_panel(ax, section: dict) -> None:
             va="bottom",
             fontsize=8,
         )
+    skipped = [s for s in section.get("stores", []) if s.get("skipped")]
+    for store in skipped:
+        ax.text(
+            0.98,
+            0.95,
+            f"{store['store']}: {store['skipped']}",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
+            color="dimgrey",
+        )
+    ax.set_xlim(-0.75, max(len(stores), 2) - 0.25)
     ax.set_ylim(0, max([*rss, TARGETS["memory_rss_mb"]]) * 1.6)
     ax.set_ylabel("peak RSS, MB (lower is better)")
     ax.set_title(f"Worker holding {section['conversations']:,} open conversations", fontsize=10)
@@ -352,5 +382,6 @@ def _replay_panel(ax, section: dict) -> None:
     )
     ax.text(0, rate, f"{rate:,.0f}/s", ha="center", va="bottom", fontsize=9)
     ax.set_ylim(0, max(rate, TARGETS["replay_events_per_s"]) * 1.3)
+    ax.yaxis.set_major_formatter(_thousands())
     ax.set_ylabel("events/s, one core (higher is better)")
     ax.set_title(f"Replay of {section['events']:,} events", fontsize=10)

@@ -448,12 +448,16 @@ async def run_one(
         load = kit.load_average()
         started = contender.start()
         if profile_to is not None:
+            # Attach once the launcher has become the worker (py-spy cannot follow an exec).
+            pid = contender.child.pid
+            while contender.alive() and kit.still_launching(pid):
+                await asyncio.sleep(0.01)
             spy = kit.Child(
                 [
                     str(Path(kit.PYTHON).parent / "py-spy"),
                     "record",
                     "--pid",
-                    str(contender.child.pid),
+                    str(pid),
                     "--rate",
                     "100",
                     "--output",
