@@ -344,8 +344,8 @@ def _memory_panel(ax, section: dict) -> None:
         )
         ax.text(
             bar.get_x() + bar.get_width() / 2,
-            bar.get_height(),
-            f"{bar.get_height():,.0f} MB\n(limit {limit:,})\nready after kill:\n{recoveries}",
+            max(bar.get_height(), limit) * 1.04,
+            f"{bar.get_height():,.0f} MB (limit {limit:,})\nready after kill:\n{recoveries}",
             ha="center",
             va="bottom",
             fontsize=8,
@@ -371,16 +371,19 @@ def _memory_panel(ax, section: dict) -> None:
 def _replay_panel(ax, section: dict) -> None:
     rate = section.get("median_events_per_s") or 0
     ax.bar(["botstream replay"], [rate], color="#1b6ca8", width=0.4)
+    ax.set_xlim(-0.6, 0.6)
     ax.axhline(TARGETS["replay_events_per_s"], color="crimson", linestyle="--", linewidth=1)
     ax.text(
-        0.3,
+        -0.55,
         TARGETS["replay_events_per_s"],
-        " target 250,000/s",
+        "target 250,000/s",
         color="crimson",
         fontsize=8,
         va="bottom",
     )
-    ax.text(0, rate, f"{rate:,.0f}/s", ha="center", va="bottom", fontsize=9)
+    same = section.get("identical_to_reference")
+    note = {None: "", True: "\noutputs byte-identical", False: "\noutputs DIFFERENT"}[same]
+    ax.text(0, rate, f"{rate:,.0f}/s{note}", ha="center", va="bottom", fontsize=9)
     ax.set_ylim(0, max(rate, TARGETS["replay_events_per_s"]) * 1.3)
     ax.yaxis.set_major_formatter(_thousands())
     ax.set_ylabel("events/s, one core (higher is better)")
