@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -118,16 +119,16 @@ class DecoderTarget:
         started = time.perf_counter()
         decoded = decode_event_safely(record.value, self.config.max_event_bytes)
         self.result.seconds += time.perf_counter() - started
-        self._judge(record, decoded, event_fields_problem)
+        self._judge(record, decoded, event_fields_problem, "")
 
     def plan(self, record: Hostile) -> None:
         """Decode one plan record and compare with its expected fate."""
         started = time.perf_counter()
         decoded = decode_plan_safely(record.value, self.config)
         self.result.seconds += time.perf_counter() - started
-        self._judge(record, decoded, plan_fields_problem)
+        self._judge(record, decoded, plan_fields_problem, "plan ")
 
-    def _judge(self, record: Hostile, decoded, fields_problem) -> None:
+    def _judge(self, record: Hostile, decoded, fields_problem, prefix: str) -> None:
         result = self.result
         result.records += 1
         if decoded.escaped is not None:
@@ -136,7 +137,7 @@ class DecoderTarget:
             result.good += 1
         else:
             result.bad += 1
-            result.dead_letters[decoded.code] += 1
+            result.dead_letters[prefix + decoded.code] += 1
         problem = verdict_problem(decoded, record.expect)
         if problem is None and decoded.value is not None:
             problem = fields_problem(decoded.value, json.loads(record.value))
@@ -170,6 +171,7 @@ def run_hypothesis(examples: int, seed: int) -> TargetResult:
     ]
     each = max(1, examples // len(cases))
     started = time.perf_counter()
+    drawn: list[str] = []
     for name, strategy, check in cases:
         count = [0]
         try:
@@ -177,8 +179,9 @@ def run_hypothesis(examples: int, seed: int) -> TargetResult:
         except Exception as exc:  # a failing example, shrunk: report it
             result.problem(f"{name}: {str(exc).splitlines()[0][:300]}")
         result.records += count[0]
-        result.notes.append(f"{name}: {count[0]:,}")
+        drawn.append(f"{name} {count[0]:,}")
     result.seconds = time.perf_counter() - started
+    result.notes.append("examples: " + ", ".join(drawn))
     return result
 
 
@@ -701,70 +704,91 @@ def _print_feed(files: FeedFiles, seconds: float) -> None:
 def _markdown(args, files: FeedFiles, results: list[TargetResult], generated: float) -> str:
     events, plans = files.events, files.plans
     counts, plan_counts = events.counts(), plans.counts()
-    rows = []
-    for r in results:
-        rows.append(
-            (
-                r.name,
-                number(r.records),
-                f"{r.seconds:,.1f}",
-                number(round(r.rate)),
-                number(r.good) if r.name in ("decoder", "replay", "worker") else "",
-                number(r.bad) if r.name in ("decoder", "replay", "worker") else "",
-                "none" if not r.problems else f"**{len(r.problems)}**",
-            )
+    with_fates = ("decoder", "replay", "worker")
+    rows = [
+        (
+            r.name,
+            number(r.records),
+            f"{r.seconds:,.1f}",
+            number(round(r.rate)),
+            number(r.good) if r.name in with_fates else "",
+            number(r.bad) if r.name in with_fates else "",
+            "none" if not r.problems else f"**{len(r.problems)}**",
         )
-    reasons = sorted({code for r in results for code in r.dead_letters})
-    reason_rows = [
-        (code, *(number(r.dead_letters.get(code, 0)) for r in results if r.dead_letters))
-        for code in reasons
+        for r in results
     ]
-    reason_header = ("reason", *(r.name for r in results if r.dead_letters))
+    header = ("target", "records", "seconds", "records/s", "accepted", "rejected", "problems")
+    shown = [r for r in results if r.dead_letters]
+    reason_rows = [
+        (code, *(number(r.dead_letters.get(code, 0)) for r in shown))
+        for code in sorted({code for r in shown for code in r.dead_letters})
+    ]
     shapes = ", ".join(f"{name} {number(n)}" for name, n in events.shapes.most_common())
     notes = "\n".join(f"* {r.name}: {note}" for r in results for note in r.notes)
     problems = "\n".join(f"* {r.name}: {p}" for r in results for p in r.problems[:10])
     command = "python -m reliability fuzz" + (
         f" --count {args.count}" if args.count != 1_000_000 else ""
     )
+    paragraphs = [
+        f"Reproduce: `make fuzz` (or `.venv/bin/{command} --seed {args.seed}`). "
+        f"Measured {machine()}, on a machine shared with other jobs.",
+        f"One hostile log of {number(len(events))} widget-event records and "
+        f"{number(len(plans))} plan records, generated in {generated:.0f} s from seed "
+        f"{args.seed}: {number(counts[APPLIED])} valid events of conversations, "
+        f"{number(counts[DUPLICATE])} exact redeliveries and {number(counts['bad'])} bad events; "
+        f"{number(plan_counts[APPLIED])} valid and {number(plan_counts['bad'])} bad plan "
+        f"records. By how they were made: {shapes}. Bad records are broken one way each, with "
+        "the reason known from how (every field of every wrong type, invalid UTF-8 and lone "
+        "surrogates in values and keys, repeated keys, nesting beyond 1,024 levels, numbers "
+        "beyond the double range, NaN, BOMs, UTF-16, truncation, sizes just under, at and over "
+        "`max_event_bytes`, 1 MiB and 10 MiB values, plan records of every broken shape, events "
+        "of another account, events older than the retention), or mutated at random and judged "
+        "by `reliability/oracle.py` (the JSON Schemas and SPEC's rules, never botstream's "
+        "decoder). Kafka keys include none, empty and non-UTF-8 ones.",
+        "Every target must take each record as expected: no exception escapes, every record "
+        "is applied (or ignored as a redelivery) or a dead letter with an expected reason, the "
+        "dead letters are exactly the bad records, and each conversation counts exactly its "
+        "valid events. The worker must also never stop or fail a transaction, its metrics "
+        "must count what it committed, every output record must match its schema, nothing may "
+        "be doubled (the integration harness's exactly-once checks), and its outcomes (but "
+        "revision), usage and alerts must equal the replay's.",
+    ]
+    timing = [
+        "Accepted: decoded (decoder), or applied or ignored as a redelivery (replay, worker); "
+        "rejected: a dead letter. The decoder's time is the decoders' own, records checked as "
+        "the log was generated; it rejects no `late` or `account_mismatch` event, which only "
+        "a conversation's state can tell. The replay's time is the whole `botstream replay` "
+        "command, on the records a JSONL line can carry; the worker also gets those it cannot "
+        "(empty, blank, with a newline: hence its extra `invalid_json`). The worker's time "
+        "runs from the first event produced until every output was committed, the producer "
+        "sharing the two cores with the broker and the worker.",
+        "Large records. The run's two input topics accept 12 MiB (`max.message.bytes` raised "
+        "on those topics only; the broker's default, 1 MiB, stays for every other topic). The "
+        "worker's consumer asks for at most 4 MiB per partition (`max_partition_fetch_bytes`), "
+        "and a 10 MiB record still arrives whole: since fetch version 3 (KIP-74) the broker "
+        "returns the first batch of a response whole however large, and answers an empty set, "
+        "never a cut batch, for a partition whose next batch does not fit; that partition is "
+        "read first in a later fetch. A record's dead letter keeps at most `max_event_bytes` of "
+        "it (README: decisions), so it fits in a Kafka message: before that, a record of "
+        "768 KiB or more made a dead letter larger than the producer's 1 MiB limit, and its "
+        "partition retried the failing transaction forever. Still open: a bad record's key is "
+        "carried whole, twice (the dead letter's own key, and in base64 in its value), so a key "
+        "over about 450 KB (3/7 of the producer's 1 MiB) makes a dead letter too large to "
+        "publish.",
+    ]
+    fill = "\n\n".join(textwrap.fill(text, 95) for text in paragraphs)
+    after = "\n\n".join(textwrap.fill(text, 95) for text in timing)
     return f"""## Hostile input (fuzz)
 
-Reproduce: `make fuzz` (or `.venv/bin/{command} --seed {args.seed}`). Measured {machine()}.
+{fill}
 
-One hostile log of {number(len(events))} widget-event records and {number(len(plans))} plan
-records, generated in {generated:.0f} s from seed {args.seed}: {number(counts[APPLIED])} valid
-events of conversations, {number(counts[DUPLICATE])} exact redeliveries and
-{number(counts["bad"])} bad events; {number(plan_counts[APPLIED])} valid and
-{number(plan_counts["bad"])} bad plan records. By kind: {shapes}. Bad records are broken one
-way each, with the reason known from how (every field of every wrong type, invalid UTF-8 and
-lone surrogates in values and keys, nesting beyond 1,024 levels, numbers beyond the double
-range, NaN, BOMs, UTF-16, truncation, sizes just under, at and over `max_event_bytes`, 1 MiB
-and 10 MiB values, plan records of every broken shape, events of another account, events older
-than the retention), or mutated at random and judged by `reliability/oracle.py` (the JSON
-Schemas and SPEC's rules, never botstream's decoder). Kafka keys include none, empty and
-non-UTF-8 ones.
+{table(rows, header)}
 
-{table(rows, ("target", "records", "seconds", "records/s", "applied", "dead letters", "problems"))}
-
-The decoder's figure is the decoders' own time, records checked as the log was generated; the
-replay's is the whole `botstream replay` command; the worker's runs from the first event
-produced until every output was committed (the events as JSONL for the replay; the worker also
-gets the records a JSONL line cannot carry: empty, blank, with a newline).
-
-Large records. The run's two input topics accept 12 MiB (`max.message.bytes` raised on those
-topics only; the broker's default, 1 MiB, stays for every other topic). The worker's consumer
-asks for at most 4 MiB per partition (`max_partition_fetch_bytes`), and a 10 MiB record still
-arrives whole: since fetch version 3 (KIP-74) the broker returns the first batch of a response
-whole however large, and answers an empty set, never a cut batch, for a partition whose next
-batch does not fit; that partition is read first in a later fetch. A record's dead letter keeps
-at most `max_event_bytes` of it (README: decisions), so it fits in a Kafka message: before that,
-a record of 768 KiB or more made a dead letter larger than the producer's 1 MiB limit, and its
-partition retried the failing transaction forever. Still open: a bad record's key is carried
-whole, twice (the dead letter's own key, and in base64 in its value), so a key over about
-450 KB (3/7 of the producer's 1 MiB) makes a dead letter too large to publish.
+{after}
 
 Dead letters by reason (`plan ...`: of plan records):
 
-{table(reason_rows, reason_header)}
+{table(reason_rows, ("reason", *(r.name for r in shown)))}
 
 {notes}
 
