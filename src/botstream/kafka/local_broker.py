@@ -21,6 +21,9 @@ itself gets SIGKILL from the kernel if the watchdog dies
 (``PR_SET_PDEATHSIG``). The parent also stops its brokers at exit and on
 SIGTERM/SIGHUP.
 
+:meth:`LocalKafka.restart` stops the broker (cleanly, or with SIGKILL) and
+starts it again on the same ports and data directory, for fault tests.
+
 ``secure=True`` (``botstream kafka start --secure``) starts it with one
 SASL_SSL listener instead of the plaintext one: SCRAM-SHA-512 users created
 when the storage is formatted, and TLS with a broker certificate signed by a
@@ -81,6 +84,8 @@ MIN_JAVA = 17
 _WATCHDOG_POLL_S = 0.5
 _MARKER = ".complete"
 _STATE_FILE = "broker.json"
+#: Present in the work directory while :meth:`LocalKafka.restart` stops the broker.
+_KEEP_DATA = "keep-data"
 _CLIENT_ENV_FILE = "broker-client.env"
 
 #: How clients of the secured broker authenticate, and as whom.
@@ -658,6 +663,8 @@ class LocalKafka:
         self._passwords = {user: secrets.token_urlsafe(18) for user in (CLIENT_USER, BROKER_USER)}
         #: Seconds spent fetching/checking the jars and starting the broker, by the last start().
         self.timings: dict[str, float] = {}
+        #: The JVM's command line, kept by start() for restart().
+        self._java_command: list[str] | None = None
 
     # -- public ------------------------------------------------------------------------
 
@@ -763,6 +770,46 @@ class LocalKafka:
             shutil.rmtree(self.work_dir, ignore_errors=True)
             self.work_dir = None
 
+    def restart(self, *, hard: bool = False, down_s: float = 0.0) -> float:
+        """Stop the broker and start it again on the same ports and data; return seconds down.
+
+        The topics, committed offsets, transactions and consumer groups survive,
+        as on a production broker that restarts. ``hard`` kills the JVM with
+        SIGKILL (a crash: Kafka recovers its logs on the next start) instead of
+        a clean shutdown; ``down_s`` keeps it down that much longer. The
+        returned figure runs from the stop until the broker answers again.
+        """
+        if not self.running or self.work_dir is None or self._java_command is None:
+            raise BrokerSetupError("the local Kafka broker is not running: nothing to restart")
+        process = self._process
+        assert process is not None
+        began = time.monotonic()
+        keep = self.work_dir / _KEEP_DATA
+        keep.touch()  # the watchdog leaves the data directory alone when it exits
+        try:
+            java_pid = self.java_pid
+            if hard and java_pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(java_pid, signal.SIGKILL)
+            else:
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(STOP_TIMEOUT_S + 10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
+            if java_pid is not None:
+                _wait_gone(java_pid, 10)
+        finally:
+            keep.unlink(missing_ok=True)
+        _LIVE.discard(self)
+        self._process = None
+        if down_s > 0:
+            time.sleep(down_s)
+        self._launch()
+        return time.monotonic() - began
+
     def __enter__(self) -> LocalKafka:
         self.start()
         return self
@@ -806,10 +853,16 @@ class LocalKafka:
             f"{libs}/*",
         ]
         self._format(jvm, properties, logs)
-        stdout = open(logs / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
+        self._java_command = [*jvm, "kafka.Kafka", str(properties)]
+        self._launch()
+
+    def _launch(self) -> None:
+        """Start the watchdog and its JVM with the prepared command; wait until it answers."""
+        assert self.work_dir is not None and self._java_command is not None
+        stdout = open(self.work_dir / "logs" / "stdout.log", "ab")  # noqa: SIM115 - to the child
         try:
             self._process = subprocess.Popen(
-                self._watchdog_command([*jvm, "kafka.Kafka", str(properties)]),
+                self._watchdog_command(self._java_command),
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=subprocess.STDOUT,
@@ -1136,7 +1189,8 @@ def _watchdog(parent: int, work_dir: Path, keep_work_dir: bool, command: Sequenc
 
     The JVM gets SIGTERM first (a clean Kafka shutdown), SIGKILL after
     STOP_TIMEOUT_S. Afterwards the work directory is removed, except its logs
-    when the broker failed (it exited on its own, or the starter asked to keep them).
+    when the broker failed (it exited on its own, or the starter asked to keep them),
+    and nothing at all during a restart (a ``keep-data`` file in the work directory).
     """
     java = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     (work_dir / "java.pid").write_text(f"{java.pid}\n")
@@ -1162,6 +1216,8 @@ def _watchdog(parent: int, work_dir: Path, keep_work_dir: bool, command: Sequenc
             java.send_signal(signal.SIGTERM)
         elif stopping_since is not None and time.monotonic() - stopping_since > STOP_TIMEOUT_S:
             java.kill()
+    if (work_dir / _KEEP_DATA).exists():
+        return code  # a restart (LocalKafka.restart): the same data starts again
     keep_logs = (work_dir / "keep-logs").exists() or not asked_to_stop.is_set()
     if keep_logs:
         shutil.rmtree(work_dir / "data", ignore_errors=True)
