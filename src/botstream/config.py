@@ -163,6 +163,7 @@ _ENV: dict[str, tuple[str, str, Any]] = {
     "BOTSTREAM_DEFAULT_PLAN": ("domain", "default_plan", str),
     "BOTSTREAM_DEFAULT_PACK": ("domain", "default_pack", lambda v: _parse_bool(v)),
     "BOTSTREAM_MAX_EVENT_BYTES": ("domain", "max_event_bytes", int),
+    "BOTSTREAM_HISTORY_MONTHS": ("domain", "history_months", int),
 }
 _ENV.update(
     {f"BOTSTREAM_TOPIC_{f.name.upper()}": ("topics", f.name, str) for f in fields(TopicNames)}

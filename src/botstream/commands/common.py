@@ -24,6 +24,8 @@ _DOMAIN_FLAGS = {
     "BOTSTREAM_DEFAULT_PLAN": "plan of an account without plan record (standard)",
     "BOTSTREAM_DEFAULT_PACK": "whether that default plan has the chatbot pack (false)",
     "BOTSTREAM_MAX_EVENT_BYTES": "larger input records are dead letters (65536)",
+    "BOTSTREAM_HISTORY_MONTHS": "months of account history kept: usage, statistics and "
+    "plans of the latest month seen and the ones before it; 0 keeps all (13)",
 }
 _KAFKA_FLAGS = {
     "BOTSTREAM_BOOTSTRAP": "Kafka bootstrap servers host:port[,host:port]",

@@ -31,6 +31,9 @@ class DomainConfig:
     default_plan: str = "standard"
     default_pack: bool = False
     max_event_bytes: int = 64 * 1024
+    #: Months of account history kept (usage, statistics, plans): the latest month the
+    #: account stage has seen and the ones before it; 0 keeps every month.
+    history_months: int = 13
 
     def __post_init__(self) -> None:
         """Reject settings under which the SPEC's rules would contradict each other."""
@@ -50,6 +53,8 @@ class DomainConfig:
                 problems.append(f"plan {plan!r} needs two limits >= 0 (without, with pack)")
         if self.max_event_bytes <= 0:
             problems.append("max event bytes must be positive")
+        if self.history_months < 0:
+            problems.append("history months must not be negative (0 keeps every month)")
         if problems:
             raise ValueError("; ".join(problems))
 

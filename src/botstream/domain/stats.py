@@ -46,6 +46,31 @@ def apply_stats_change(counts: dict[str, dict[str, int]], change: StatsChange) -
     per_month[_NAME_BY_CODE[outcome]] += 1
 
 
+def apply_kept_stats_change(
+    counts: dict[str, dict[str, int]], change: StatsChange, first_kept: str | None
+) -> list[str]:
+    """:func:`apply_stats_change` on kept history only; the months it changed.
+
+    Months before ``first_kept`` have expired (see :mod:`botstream.domain.history`):
+    there is nothing left to count in them, so the change leaves them alone.
+    """
+    if first_kept is None:
+        apply_stats_change(counts, change)
+        return [month for month, _ in filter(None, (change.old, change.new))]
+    changed = []
+    old, new = change.old, change.new
+    if old is not None and old[0] >= first_kept:
+        counts[old[0]][_NAME_BY_CODE[old[1]]] -= 1
+        changed.append(old[0])
+    if new[0] >= first_kept:
+        per_month = counts.get(new[0])
+        if per_month is None:
+            per_month = counts[new[0]] = dict.fromkeys(STAT_FIELDS, 0)
+        per_month[_NAME_BY_CODE[new[1]]] += 1
+        changed.append(new[0])
+    return changed
+
+
 def stats_record(account_id: str, month: str, counts: dict[str, int] | None) -> dict:
     """The statistics record of one account and month (zeros when nothing was counted)."""
     counts = counts or {}

@@ -259,6 +259,9 @@ async def _account_read(web, request, worker: Worker, account_id: str, read) -> 
         return web.json({"error": f"month {month!r} is not YYYY-MM"}, status=400)
     partition, task = worker.owner_of(account_id)
     if task is not None:
+        if task.expired(month):  # its usage and statistics expired (domain/history.py)
+            error = f"month {month} is no longer kept: the history starts at {task.first_kept}"
+            return web.json({"error": error}, status=410)
         return web.json(read(task, account_id, month))
     owner = worker.directory.owner(partition)
     if request.headers.get(FORWARDED_HEADER) or owner is None or owner == worker.url:

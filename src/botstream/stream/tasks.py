@@ -11,7 +11,7 @@ state into changelog entries.
   re-keys them by account, so that they reach the account stage in the same
   partition as the account's charges, whatever partitioner upstream used.
 * :class:`AccountTask` (input ``botstream-account-updates``): plan history,
-  usage and alerts, statistics.
+  usage and alerts, statistics, of the months of history it keeps.
 """
 
 from __future__ import annotations
@@ -26,10 +26,18 @@ from botstream.config import Settings
 from botstream.domain.conversation import encoded_last_at_and_ended
 from botstream.domain.dead_letters import dead_letter
 from botstream.domain.events import decode_event
+from botstream.domain.history import (
+    advance_clock,
+    capped_month,
+    expired_months,
+    first_kept_month,
+    is_expired,
+    prune_plan_history,
+)
 from botstream.domain.metering import Charge, Usage, apply_charge
 from botstream.domain.partition import Expired, PartitionProcessor, Revision, deadline_of
 from botstream.domain.plans import PlanHistory, PlanRecord, add_plan, decode_plan
-from botstream.domain.stats import StatsChange, apply_stats_change
+from botstream.domain.stats import StatsChange, apply_kept_stats_change
 from botstream.errors import InvalidRecord
 from botstream.stream.engine import Output
 from botstream.stream.stores import open_store
@@ -219,10 +227,27 @@ class AccountView:
         self.plans: dict[str, PlanHistory] = {}
         self.usage: dict[tuple[str, str], Usage] = {}
         self.stats: dict[str, dict[str, dict[str, int]]] = {}
+        #: The first month of the kept history (None: nothing has expired yet).
+        self.first_kept: str | None = None
+
+    def expired(self, month: str) -> bool:
+        """Whether ``month`` lies before the kept history (its usage and statistics are gone)."""
+        return is_expired(month, self.first_kept)
+
+
+#: The changelog key of the account stage's history clock (the latest month seen).
+_CLOCK_KEY = ("h", "", None)
 
 
 class AccountTask:
-    """Plans, usage, alerts and statistics of the accounts of one partition."""
+    """Plans, usage, alerts and statistics of the accounts of one partition.
+
+    It keeps ``history_months`` months of them (see
+    :mod:`botstream.domain.history`): when its history clock enters a new
+    month, the usage and statistics of months before the window are deleted,
+    with tombstones on the changelog, and plan records that can no longer
+    matter are dropped.
+    """
 
     def __init__(self, partition: int, settings: Settings, metrics=None) -> None:
         self.settings = settings
@@ -230,24 +255,44 @@ class AccountTask:
         self.plans: dict[str, PlanHistory] = {}
         self.usage: dict[tuple[str, str], Usage] = {}
         self.stats: dict[str, dict[str, dict[str, int]]] = {}
+        #: The latest month of the charges and statistics applied (capped by the wall clock).
+        self.clock: str | None = None
+        self.first_kept: str | None = None
+        #: Charges and statistics changes that found their month expired (see history.py).
+        self.expired_updates = 0
         self.view = AccountView()
         self._dirty: set[tuple] = set()
         #: Entries written by the transaction in flight, published to the view once it commits.
         self._in_flight: set[tuple] = set()
 
     def restore(self, key: bytes, value: bytes | None) -> None:
-        """Load a plan history, a usage or a statistics entry."""
+        """Load a plan history, a usage or a statistics entry, or the history clock."""
         kind, account, *rest = orjson.loads(key)
         data = None if value is None else orjson.loads(value)
         if kind == "p":
-            self.plans[account] = data
+            if data is None:
+                self.plans.pop(account, None)
+            else:
+                self.plans[account] = data
         elif kind == "u":
             (month,) = rest
-            used, updated_at, alerts_sent = data
-            self.usage[(account, month)] = Usage(account, month, used, updated_at, alerts_sent)
+            if data is None:
+                self.usage.pop((account, month), None)
+            else:
+                used, updated_at, alerts_sent = data
+                self.usage[(account, month)] = Usage(account, month, used, updated_at, alerts_sent)
         elif kind == "s":
             (month,) = rest
-            self.stats.setdefault(account, {})[month] = data
+            if data is None:
+                months = self.stats.get(account, {})
+                months.pop(month, None)
+                if not months:
+                    self.stats.pop(account, None)
+            else:
+                self.stats.setdefault(account, {})[month] = data
+        elif kind == "h":
+            self.clock = data
+            self.first_kept = first_kept_month(data, self.settings.domain.history_months)
 
     def restored(self) -> None:
         """Nothing is dirty right after a restore; readers see everything restored."""
@@ -256,6 +301,7 @@ class AccountTask:
         self._in_flight.update(
             ("s", account, month) for account, months in self.stats.items() for month in months
         )
+        self._in_flight.add(_CLOCK_KEY)
         self.committed()
         self._dirty.clear()
 
@@ -271,9 +317,16 @@ class AccountTask:
         view = self.view
         for kind, account, month in self._in_flight:
             if kind == "p":
-                view.plans[account] = self.plans[account]  # replaced, never changed in place
+                plans = self.plans.get(account)
+                if plans is None:
+                    view.plans.pop(account, None)
+                else:
+                    view.plans[account] = plans  # replaced, never changed in place
             elif kind == "u":
-                usage = self.usage[(account, month)]
+                usage = self.usage.get((account, month))
+                if usage is None:
+                    view.usage.pop((account, month), None)
+                    continue
                 view.usage[(account, month)] = Usage(
                     usage.account_id,
                     usage.month,
@@ -281,26 +334,36 @@ class AccountTask:
                     usage.updated_at,
                     list(usage.alerts_sent),
                 )
+            elif kind == "s":
+                counts = self.stats.get(account, {}).get(month)
+                if counts is not None:
+                    view.stats.setdefault(account, {})[month] = dict(counts)
+                elif account in view.stats:
+                    view.stats[account].pop(month, None)
+                    if not view.stats[account]:
+                        del view.stats[account]
             else:
-                view.stats.setdefault(account, {})[month] = dict(self.stats[account][month])
+                view.first_kept = self.first_kept
         self._in_flight = set()
 
     def tick(self, now_ms: int, out: list[Output]) -> None:
         """No wall-clock duties."""
 
     def changes(self) -> dict[bytes, bytes | None]:
-        """Changed plan histories, usages and statistics."""
+        """Changed plan histories, usages, statistics and clock; None for what expired."""
         changes: dict[bytes, bytes | None] = {}
         for kind, account, month in self._dirty:
             if kind == "p":
-                value = self.plans[account]
+                value = self.plans.get(account)
             elif kind == "u":
-                usage = self.usage[(account, month)]
-                value = [usage.used, usage.updated_at, usage.alerts_sent]
+                usage = self.usage.get((account, month))
+                value = None if usage is None else [usage.used, usage.updated_at, usage.alerts_sent]
+            elif kind == "s":
+                value = self.stats.get(account, {}).get(month)
             else:
-                value = self.stats[account][month]
+                value = self.clock
             key = [kind, account] if month is None else [kind, account, month]
-            changes[orjson.dumps(key)] = orjson.dumps(value)
+            changes[orjson.dumps(key)] = None if value is None else orjson.dumps(value)
         self._in_flight, self._dirty = self._dirty, set()
         return changes
 
@@ -316,6 +379,10 @@ class AccountTask:
                 charge = Charge(
                     account, message["conversation_id"], message["billable_at"], message["month"]
                 )
+                self._advance_clock(charge.month, now_ms)
+                if is_expired(charge.month, self.first_kept):
+                    self.expired_updates += 1
+                    continue
                 key = (account, charge.month)
                 usage, usage_record, alerts = apply_charge(
                     self.usage.get(key), charge, self.plans.get(account), config
@@ -338,15 +405,60 @@ class AccountTask:
                 change = StatsChange(
                     account, None if old is None else tuple(old), tuple(message["new"])
                 )
-                apply_stats_change(self.stats.setdefault(account, {}), change)
-                for month, _ in filter(None, (change.old, change.new)):
+                self._advance_clock(change.new[0], now_ms)
+                changed = apply_kept_stats_change(
+                    self.stats.setdefault(account, {}), change, self.first_kept
+                )
+                if len(changed) < (1 if change.old is None else 2):
+                    self.expired_updates += 1
+                    if not self.stats[account]:
+                        del self.stats[account]
+                for month in changed:
                     self._dirty.add(("s", account, month))
             elif kind == "plan":
                 plan = PlanRecord(
                     account, message["plan"], message["chatbot_pack"], message["effective_at"]
                 )
-                self.plans[account] = add_plan(self.plans.get(account), plan)
+                history = add_plan(self.plans.get(account), plan)
+                self.plans[account] = prune_plan_history(history, self.first_kept)
                 self._dirty.add(("p", account, None))
+
+    def _advance_clock(self, month: str, now_ms: int | None) -> None:
+        """Move the history clock to ``month`` (capped by the wall clock); expire what fell out."""
+        config = self.settings.domain
+        clock = advance_clock(self.clock, capped_month(month, now_ms, config.max_clock_skew_ms))
+        if clock == self.clock:
+            return
+        self.clock = clock
+        self._dirty.add(_CLOCK_KEY)
+        first_kept = first_kept_month(clock, config.history_months)
+        if first_kept != self.first_kept:
+            self.first_kept = first_kept
+            self._expire(first_kept)
+
+    def _expire(self, first_kept: str) -> None:
+        """Delete usage and statistics before ``first_kept``; prune the plan histories."""
+        expired = [key for key in self.usage if key[1] < first_kept]
+        for key in expired:
+            del self.usage[key]
+            self._dirty.add(("u", *key))
+        emptied = []
+        for account, months in self.stats.items():
+            for month in expired_months(months, first_kept):
+                del months[month]
+                self._dirty.add(("s", account, month))
+            if not months:
+                emptied.append(account)
+        for account in emptied:
+            del self.stats[account]
+        for account, history in self.plans.items():
+            pruned = prune_plan_history(history, first_kept)
+            if len(pruned) != len(history):
+                self.plans[account] = pruned
+                self._dirty.add(("p", account, None))
+        if expired:
+            # A dict keeps its table after deletions: rebuild it, so the memory is returned.
+            self.usage = dict(self.usage)
 
 
 def dead_letter_output(
