@@ -1,0 +1,164 @@
+"""Who wrote what: the record batches of a local broker's log segments, read from disk.
+
+A consumer sees records, not who produced them. The segment files of the
+broker's data directory keep every batch as written, with the producer id
+and epoch of the transactional producer that wrote it and the commit or
+abort markers of its transactions. Reading them after a run shows whether a
+fenced producer (a zombie's) ever wrote after it was fenced: a transactional
+id keeps its producer id, and every ``init_transactions`` (a new owner of the
+partition) raises its epoch, so a batch of an older epoch after a newer one,
+or of a fenced epoch stamped after the fencing, is a zombie's write.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka.record.memory_records import MemoryRecords
+
+#: Control record types (the second int16 of a control record's key).
+ABORT, COMMIT = 0, 1
+#: A batch's transaction fate: committed, aborted, or still open at the end of the log.
+COMMITTED, ABORTED, OPEN = "committed", "aborted", "open"
+
+
+@dataclass(slots=True)
+class Batch:
+    """One record batch of a topic partition's log."""
+
+    topic: str
+    partition: int
+    base_offset: int
+    producer_id: int
+    producer_epoch: int
+    #: The producer's clock when the batch's first record was appended (epoch ms).
+    first_timestamp: int
+    records: int
+    transactional: bool
+    #: None for a data batch; ABORT or COMMIT for a transaction marker.
+    control: int | None
+    #: COMMITTED, ABORTED or OPEN for a transactional data batch; COMMITTED otherwise.
+    fate: str = COMMITTED
+
+
+def read_batches(data_dir: Path, topic: str) -> list[Batch]:
+    """Every batch of every partition of ``topic`` under ``data_dir``, in log order."""
+    batches: list[Batch] = []
+    for directory in sorted(data_dir.glob(f"{topic}-*")):
+        number = directory.name[len(topic) + 1 :]
+        if not number.isdigit():
+            continue  # another topic whose name starts with this one
+        partition = int(number)
+        found: list[Batch] = []
+        for segment in sorted(directory.glob("*.log")):
+            records = MemoryRecords(segment.read_bytes())
+            while (batch := records.next_batch()) is not None:
+                control = None
+                if batch.is_control_batch:
+                    for record in batch:
+                        _, control = struct.unpack(">hh", bytes(record.key)[:4])
+                        break
+                count = sum(1 for _ in batch) if control is None else 0
+                found.append(
+                    Batch(
+                        topic,
+                        partition,
+                        batch.base_offset,
+                        batch.producer_id,
+                        batch.producer_epoch,
+                        batch.first_timestamp,
+                        count,
+                        batch.is_transactional,
+                        control,
+                    )
+                )
+        _settle_fates(found)
+        batches += found
+    return batches
+
+
+def _settle_fates(batches: list[Batch]) -> None:
+    """Mark each transactional data batch of one partition committed, aborted or open."""
+    pending: dict[int, list[Batch]] = defaultdict(list)
+    for batch in batches:
+        if batch.control is not None:
+            fate = COMMITTED if batch.control == COMMIT else ABORTED
+            for waiting in pending.pop(batch.producer_id, ()):
+                waiting.fate = fate
+        elif batch.transactional:
+            batch.fate = OPEN
+            pending[batch.producer_id].append(batch)
+
+
+def epoch_order_problems(batches: Iterable[Batch]) -> list[str]:
+    """Batches of a producer id whose epoch is lower than an earlier batch's in the same log.
+
+    A transactional id keeps its producer id; each new owner raises the epoch,
+    and the broker refuses the writes of an older one. A lower epoch after a
+    higher one would be a fenced producer's write that got through.
+    """
+    highest: dict[tuple[str, int, int], int] = {}
+    problems = []
+    for batch in batches:
+        key = (batch.topic, batch.partition, batch.producer_id)
+        if batch.producer_id < 0:
+            continue  # not an idempotent producer: no epoch
+        if batch.producer_epoch < highest.get(key, -1):
+            problems.append(
+                f"{batch.topic}-{batch.partition} offset {batch.base_offset}: producer "
+                f"{batch.producer_id} epoch {batch.producer_epoch} after epoch {highest[key]}"
+            )
+        highest[key] = max(highest.get(key, -1), batch.producer_epoch)
+    return problems
+
+
+@dataclass
+class ZombieWrites:
+    """What the transactional producers did around a pause (SIGSTOP ... SIGCONT) of a worker."""
+
+    #: Producer ids re-initialised (fenced) while the worker stood still.
+    fenced: set[int]
+    #: Data batches of a fenced producer's old epoch stamped after the pause began.
+    after_stop: list[Batch]
+    #: ...of which committed (must be none: the broker refuses a fenced epoch).
+    committed_after_stop: list[Batch]
+
+
+def zombie_writes(batches: list[Batch], stop_ms: int, resume_ms: int) -> ZombieWrites:
+    """The zombie's producers and anything they wrote once stopped.
+
+    A producer is the zombie's when its epoch was raised while the worker
+    stood still: a batch of a higher epoch first appears between ``stop_ms``
+    and ``resume_ms`` (the replacement's first write, or the marker that
+    aborted the zombie's open transaction; markers carry the broker's time,
+    on the same clock here). Its old epoch is the highest seen on a data batch
+    stamped before ``stop_ms``. A producer the replacement never wrote with
+    before ``resume_ms`` is not recognised; :func:`epoch_order_problems`
+    still covers it.
+    """
+    before: dict[int, int] = {}
+    raised_at: dict[int, int] = {}
+    for batch in batches:
+        if batch.producer_id < 0 or batch.control is not None:
+            continue
+        if batch.first_timestamp < stop_ms:
+            pid = batch.producer_id
+            before[pid] = max(before.get(pid, -1), batch.producer_epoch)
+    for batch in batches:
+        pid = batch.producer_id
+        if pid in before and batch.producer_epoch > before[pid]:
+            raised_at[pid] = min(raised_at.get(pid, batch.first_timestamp), batch.first_timestamp)
+    fenced = {pid for pid, at in raised_at.items() if stop_ms <= at <= resume_ms}
+    after = [
+        b
+        for b in batches
+        if b.producer_id in fenced
+        and b.control is None
+        and b.producer_epoch <= before[b.producer_id]
+        and b.first_timestamp >= stop_ms
+    ]
+    return ZombieWrites(fenced, after, [b for b in after if b.fate == COMMITTED])
