@@ -87,6 +87,29 @@ class FakeProducer:
     async def send(self, topic, value=None, key=None, partition=None):
         self._sent.append((topic, key, value, partition))
 
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch()
+
+    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> None:
+        self._sent.extend((topic, key, value, partition) for key, value in batch.records)
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2, 3}
+
+
+class FakeBatch:
+    """A producer batch that holds any number of records."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple] = []
+
+    def append(self, *, key, value, timestamp):
+        self.records.append((key, value))
+        return object()
+
+    def record_count(self) -> int:
+        return len(self.records)
+
 
 class FakeConsumer:
     """A group consumer over scripted partitions.
