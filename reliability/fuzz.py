@@ -51,6 +51,7 @@ from reliability.decoding import (
 from reliability.hostile import (
     APPLIED,
     DUPLICATE,
+    RETENTION_DAYS,
     EventForge,
     Feed,
     FeedConfig,
@@ -73,7 +74,7 @@ TARGETS = ("decoder", "hypothesis", "atheris", "replay", "worker")
 #: Rules of both runs: low limits so that alerts fire, a retention that covers the log.
 RUN_ENV = {
     "BOTSTREAM_PLAN_LIMITS": "standard=20/60,pro=50/200",
-    "BOTSTREAM_RETENTION": "30d",
+    "BOTSTREAM_RETENTION": f"{RETENTION_DAYS}d",
 }
 #: What the fuzz run's input topics accept (the broker's default for a topic is 1 MiB).
 INPUT_MAX_MESSAGE_BYTES = 12 * 1024 * 1024
@@ -175,7 +176,7 @@ def run_hypothesis(examples: int, seed: int) -> TargetResult:
     for name, strategy, check in cases:
         count = [0]
         try:
-            _given(strategy, check, each, count)()
+            _given(strategy, check, each, count, seed)()
         except Exception as exc:  # a failing example, shrunk: report it
             result.problem(f"{name}: {str(exc).splitlines()[0][:300]}")
         result.records += count[0]
@@ -185,10 +186,12 @@ def run_hypothesis(examples: int, seed: int) -> TargetResult:
     return result
 
 
-def _given(strategy, check, examples: int, count: list[int]):
+def _given(strategy, check, examples: int, count: list[int], seed: int):
     """A hypothesis test of ``check`` on ``examples`` draws of ``strategy``, counting them."""
     from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as seeded
 
+    @seeded(seed)
     @settings(
         max_examples=examples,
         deadline=None,
@@ -613,7 +616,7 @@ def main(argv: list[str]) -> int:
     files, generated = None, 0.0
     if targets & {"decoder", "replay", "worker"}:
         began = time.perf_counter()
-        feed = Feed(feed_config, int(time.time() * 1000))
+        feed = Feed(feed_config)
         hooks = (decoder.event, decoder.plan) if "decoder" in targets else (None, None)
         files = write_feed(feed, work / "feed", on_event=hooks[0], on_plan=hooks[1])
         generated = time.perf_counter() - began

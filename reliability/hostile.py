@@ -30,6 +30,10 @@ from reliability.oracle import judge_event, timestamp_ms
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
 
+#: The retention both runs of a log use (``--retention``): ten years, so that a fixed
+#: window of event time stays within it by the wall clock for years.
+RETENTION_DAYS = 3650
+
 #: What becomes of a record that is not a dead letter.
 APPLIED = "applied"
 DUPLICATE = "duplicate"
@@ -729,10 +733,13 @@ class FeedConfig:
     broken_plans: int = 400
     max_bytes: int = 64 * 1024
     plans: tuple[str, ...] = ("standard", "pro")
-    retention_ms: int = 30 * DAY_MS
-    #: Event time of the valid events: ``window_days`` days ending ``end_days_ago`` days ago.
+    #: The runs' retention: the window must be younger than this, by the wall clock too.
+    retention_ms: int = RETENTION_DAYS * DAY_MS
+    #: Event time of the valid events: ``window_days`` days ending at ``window_end_ms``.
+    #: A fixed date, so that a seed always makes the same log; it must be in the past,
+    #: and within the retention of the wall clock, for a live worker to agree with a replay.
+    window_end_ms: int = 1_704_153_600_000  # 2024-01-02T00:00:00Z
     window_days: float = 1.0
-    end_days_ago: float = 2.0
     #: Share of the records: valid events, redeliveries, account mismatches, late events,
     #: broken by construction, mutated (judged by the oracle). The rest: none.
     shares: dict[str, float] = field(
@@ -764,10 +771,10 @@ class Feed:
     conversation of its own, dated inside the window.
     """
 
-    def __init__(self, config: FeedConfig, now_ms: int) -> None:
+    def __init__(self, config: FeedConfig) -> None:
         self.config = config
         self.rng = rng = random.Random(config.seed)
-        self.window_end_ms = now_ms - int(config.end_days_ago * DAY_MS)
+        self.window_end_ms = config.window_end_ms
         self.window_start_ms = self.window_end_ms - int(config.window_days * DAY_MS)
         self.events = EventForge(rng, config.max_bytes)
         self.plan_forge = PlanForge(rng, config.max_bytes, config.plans)
