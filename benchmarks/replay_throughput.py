@@ -70,6 +70,23 @@ def generated_log(events: int) -> tuple[Path, Path]:
     return log, plans
 
 
+# Runs the command in a child pinned to one core and prints its wall time and peak RSS.
+# A small process of its own forks it: the kernel's peak RSS of a child counts the
+# parent's pages it held between fork and exec, and the bench's own process is large.
+_MEASURE = (
+    "import json, os, sys, time\n"
+    "core = int(sys.argv[1])\n"
+    "started = time.perf_counter()\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.sched_setaffinity(0, {core})\n"
+    "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "print(json.dumps([time.perf_counter() - started, usage.ru_maxrss,\n"
+    "                  os.waitstatus_to_exitcode(status)]))\n"
+)
+
+
 def run_once(log: Path, plans: Path, core: int, keep: Path | None = None) -> tuple[float, int]:
     """One replay in a fresh process on one core: (wall seconds, peak RSS in KiB).
 
@@ -77,16 +94,21 @@ def run_once(log: Path, plans: Path, core: int, keep: Path | None = None) -> tup
     """
     with tempfile.TemporaryDirectory() as scratch:
         out = str(keep or scratch)
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            botstream("replay", str(log), "--plans", str(plans), "--out", out, "--quiet"),
-            preexec_fn=lambda: os.sched_setaffinity(0, {core}),
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _MEASURE,
+                str(core),
+                *botstream("replay", str(log), "--plans", str(plans), "--out", out, "--quiet"),
+            ],
+            stdout=subprocess.PIPE,
+            check=False,
         )
-        _, status, usage = os.wait4(process.pid, 0)
-        elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"replay failed with status {status}")
-    return elapsed, usage.ru_maxrss
+    elapsed, peak_kib, code = json.loads(result.stdout)
+    if code != 0 or result.returncode != 0:
+        raise SystemExit(f"replay failed with status {code}")
+    return elapsed, peak_kib
 
 
 def digests(folder: Path) -> dict[str, str]:
