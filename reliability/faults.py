@@ -481,21 +481,25 @@ def _points(rng: random.Random, count: int, total: int, low: float, high: float)
 # -- scenarios -------------------------------------------------------------------------------
 
 
-async def broker_restart(broker, directory: Path, seed: int, events: int) -> Result:
-    """Two workers; the broker restarted twice mid-stream on the same data: clean, then killed."""
+async def broker_restart(
+    broker, directory: Path, seed: int, events: int, kinds: tuple[str, ...] = ("SIGTERM", "SIGKILL")
+) -> Result:
+    """Two workers; the broker restarted mid-stream on the same data, once per ``kinds``.
+
+    A ``SIGTERM`` restart is a clean shutdown; a ``SIGKILL`` one a crash.
+    """
     result = Result("broker-restart")
     rng = random.Random(f"{seed}:broker-restart")
 
     async def inject(run: Run) -> None:
-        points = _points(rng, 2, events, 0.15, 0.85)
+        points = _points(rng, len(kinds), events, 0.15, 0.85)
         log_line(f"broker restarts after events {points} (seed {seed})")
-        for number_, (point, hard) in enumerate(zip(points, (False, True), strict=True), 1):
+        for number_, (point, kind) in enumerate(zip(points, kinds, strict=True), 1):
             await run.feeder.reach(point)
             await run.pool.wait_owning(run.pool.workers, timeout_s=120)
             async with run.feeder.held():
-                kind = "SIGKILL" if hard else "SIGTERM"
                 run.fault(f"broker restart {number_} ({kind})")
-                down = await asyncio.to_thread(broker.restart, hard=hard)
+                down = await asyncio.to_thread(broker.restart, hard=kind == "SIGKILL")
                 run.result.notes.append(
                     f"restart {number_} ({kind}) after {run.feeder.sent:,} events: "
                     f"the broker answered again {down:.1f} s after it was stopped"
@@ -579,17 +583,29 @@ async def zombie(broker, directory: Path, seed: int, events: int) -> Result:
         )
 
     async def after(run: Run) -> None:
-        from reliability.kafka_log import zombie_writes
+        from reliability.kafka_log import producers_by_partition, zombie_writes
 
         a, b = run.pool.workers
-        found = zombie_writes(run.batches, times["stop_ms"], times["resume_ms"])
+        topics = run.settings.topics
+        owned = times["owned_before"]
+        zombie_pids = {
+            pid
+            for stage, changelog in (
+                ("conversations", topics.conversations_changelog),
+                ("accounts", topics.accounts_changelog),
+            )
+            for pid, partition in producers_by_partition(run.batches, changelog).items()
+            if partition in owned.get(stage, ())
+        }
+        found = zombie_writes(run.batches, zombie_pids, times["stop_ms"], times["resume_ms"])
         fenced_b = await b.metric("botstream_partitions_fenced_total")
         fenced_a = await a.metric("botstream_partitions_fenced_total")
         stood_still = [line for line in a.logs(2000).splitlines() if "stood still" in line]
         run.result.checks.append(
-            f"a's producers fenced by b's takeover: {len(found.fenced)}; batches they stamped "
-            f"after the SIGSTOP: {len(found.after_stop)}, committed: "
-            f"{len(found.committed_after_stop)}"
+            f"a's producers (of the partitions it owned) fenced by b's takeover: "
+            f"{len(found.fenced)} of {len(zombie_pids)}; batches of their old epochs stamped "
+            f"after the SIGCONT: {len(found.after_resume)}, committed: "
+            f"{len(found.committed_after_resume)}"
         )
         run.result.checks.append(
             f"botstream_partitions_fenced_total: a (the zombie) {fenced_a:.0f}, b {fenced_b:.0f}; "
@@ -599,10 +615,10 @@ async def zombie(broker, directory: Path, seed: int, events: int) -> Result:
             run.result.notes.append(f"a's log: {stood_still[0].strip()[-160:]}")
         if not found.fenced:
             run.result.problems.append("no producer of a was seen fenced by b")
-        if found.committed_after_stop:
+        if found.committed_after_resume:
             run.result.problems.append(
-                f"the zombie committed {len(found.committed_after_stop)} batches after its "
-                f"pause, e.g. {found.committed_after_stop[:3]}"
+                f"the zombie committed {len(found.committed_after_resume)} batches after it "
+                f"resumed, e.g. {found.committed_after_resume[:3]}"
             )
         if fenced_b:
             run.result.problems.append("the resumed zombie fenced b")

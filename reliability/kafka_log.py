@@ -116,49 +116,63 @@ def epoch_order_problems(batches: Iterable[Batch]) -> list[str]:
     return problems
 
 
+def producers_by_partition(batches: Iterable[Batch], changelog: str) -> dict[int, int]:
+    """Producer id -> partition, from the batches of a stage's changelog topic.
+
+    A stage writes partition ``p`` of its changelog only with the producer of
+    its input partition ``p`` (transactional id ``<app>-<stage>-<p>``), and a
+    transactional id keeps its producer id: so the changelog names the
+    producer of every partition that wrote state.
+    """
+    return {
+        b.producer_id: b.partition
+        for b in batches
+        if b.topic == changelog and b.control is None and b.producer_id >= 0
+    }
+
+
 @dataclass
 class ZombieWrites:
-    """What the transactional producers did around a pause (SIGSTOP ... SIGCONT) of a worker."""
+    """What a paused worker's transactional producers did after the pause."""
 
-    #: Producer ids re-initialised (fenced) while the worker stood still.
+    #: The paused worker's producer ids whose epoch was raised while it stood still.
     fenced: set[int]
-    #: Data batches of a fenced producer's old epoch stamped after the pause began.
-    after_stop: list[Batch]
+    #: Data batches of such a producer's old epoch stamped after the worker resumed.
+    after_resume: list[Batch]
     #: ...of which committed (must be none: the broker refuses a fenced epoch).
-    committed_after_stop: list[Batch]
+    committed_after_resume: list[Batch]
 
 
-def zombie_writes(batches: list[Batch], stop_ms: int, resume_ms: int) -> ZombieWrites:
-    """The zombie's producers and anything they wrote once stopped.
+def zombie_writes(
+    batches: list[Batch], zombie_pids: set[int], stop_ms: int, resume_ms: int
+) -> ZombieWrites:
+    """The paused worker's producers that were fenced, and anything they wrote once resumed.
 
-    A producer is the zombie's when its epoch was raised while the worker
-    stood still: a batch of a higher epoch first appears between ``stop_ms``
-    and ``resume_ms`` (the replacement's first write, or the marker that
-    aborted the zombie's open transaction; markers carry the broker's time,
-    on the same clock here). Its old epoch is the highest seen on a data batch
-    stamped before ``stop_ms``. A producer the replacement never wrote with
-    before ``resume_ms`` is not recognised; :func:`epoch_order_problems`
-    still covers it.
+    ``zombie_pids`` are the producers of the partitions the worker owned when
+    it was paused (see :func:`producers_by_partition`). A producer was fenced
+    when a batch of a higher epoch than its last one before ``stop_ms``
+    appears between ``stop_ms`` and ``resume_ms`` (the new owner's first
+    write, or the marker that aborted the zombie's open transaction; markers
+    carry the broker's time, on the same clock here).
     """
     before: dict[int, int] = {}
-    raised_at: dict[int, int] = {}
-    for batch in batches:
-        if batch.producer_id < 0 or batch.control is not None:
-            continue
-        if batch.first_timestamp < stop_ms:
-            pid = batch.producer_id
-            before[pid] = max(before.get(pid, -1), batch.producer_epoch)
     for batch in batches:
         pid = batch.producer_id
-        if pid in before and batch.producer_epoch > before[pid]:
-            raised_at[pid] = min(raised_at.get(pid, batch.first_timestamp), batch.first_timestamp)
-    fenced = {pid for pid, at in raised_at.items() if stop_ms <= at <= resume_ms}
+        if pid in zombie_pids and batch.control is None and batch.first_timestamp < stop_ms:
+            before[pid] = max(before.get(pid, -1), batch.producer_epoch)
+    fenced = {
+        b.producer_id
+        for b in batches
+        if b.producer_id in before
+        and b.producer_epoch > before[b.producer_id]
+        and stop_ms <= b.first_timestamp <= resume_ms
+    }
     after = [
         b
         for b in batches
-        if b.producer_id in fenced
+        if b.producer_id in before
         and b.control is None
         and b.producer_epoch <= before[b.producer_id]
-        and b.first_timestamp >= stop_ms
+        and b.first_timestamp >= resume_ms
     ]
     return ZombieWrites(fenced, after, [b for b in after if b.fate == COMMITTED])

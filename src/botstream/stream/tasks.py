@@ -40,6 +40,7 @@ from botstream.domain.plans import PlanHistory, PlanRecord, add_plan, decode_pla
 from botstream.domain.stats import StatsChange, apply_kept_stats_change
 from botstream.errors import InvalidRecord
 from botstream.stream.engine import Output
+from botstream.stream.memory import release_free_memory
 from botstream.stream.stores import open_store
 
 _WATERMARK_KEY = b"w"
@@ -239,6 +240,16 @@ class AccountView:
 _CLOCK_KEY = ("h", "", None)
 
 
+def _compact_dumps(value: object) -> bytes:
+    """``orjson.dumps`` in a bytes object of its own size.
+
+    orjson hands back its 4 KiB working buffer as the bytes object: a batch of
+    thousands of changelog entries and usage records would hold thousands of
+    them at once (a month's expiry, hundreds of thousands).
+    """
+    return memoryview(orjson.dumps(value)).tobytes()
+
+
 class AccountTask:
     """Plans, usage, alerts and statistics of the accounts of one partition.
 
@@ -260,6 +271,10 @@ class AccountTask:
         self.first_kept: str | None = None
         #: Charges and statistics changes that found their month expired (see history.py).
         self.expired_updates = 0
+        #: Set when a month expired: the next commit shrinks the tables, the next batch
+        #: (once the transaction's own buffers are gone) frees the memory.
+        self._shrink = False
+        self._release = False
         self.view = AccountView()
         self._dirty: set[tuple] = set()
         #: Entries written by the transaction in flight, published to the view once it commits.
@@ -345,6 +360,14 @@ class AccountTask:
             else:
                 view.first_kept = self.first_kept
         self._in_flight = set()
+        if self._shrink:
+            # A dict keeps its table after deletions: rebuild the big ones; the memory
+            # goes back to the system before the next batch, when the transaction's
+            # buffers (its tombstones) are gone too.
+            self._shrink = False
+            self.usage, self.stats = dict(self.usage), dict(self.stats)
+            view.usage, view.stats = dict(view.usage), dict(view.stats)
+            self._release = True
 
     def tick(self, now_ms: int, out: list[Output]) -> None:
         """No wall-clock duties."""
@@ -363,12 +386,15 @@ class AccountTask:
             else:
                 value = self.clock
             key = [kind, account] if month is None else [kind, account, month]
-            changes[orjson.dumps(key)] = None if value is None else orjson.dumps(value)
+            changes[_compact_dumps(key)] = None if value is None else _compact_dumps(value)
         self._in_flight, self._dirty = self._dirty, set()
         return changes
 
     def process(self, records: list[ConsumerRecord], now_ms: int, out: list[Output]) -> None:
         """Apply charges, statistics changes and plan changes in log order."""
+        if self._release:
+            self._release = False
+            release_free_memory()
         topics = self.settings.topics
         config = self.settings.domain
         for record in records:
@@ -393,11 +419,11 @@ class AccountTask:
                     Output(
                         topics.usage,
                         f"{account}:{charge.month}".encode(),
-                        orjson.dumps(usage_record),
+                        _compact_dumps(usage_record),
                     )
                 )
                 for alert in alerts:
-                    out.append(Output(topics.alerts, account.encode(), orjson.dumps(alert)))
+                    out.append(Output(topics.alerts, account.encode(), _compact_dumps(alert)))
                 if self.metrics is not None:
                     self.metrics.charged(len(alerts))
             elif kind == "stats":
@@ -447,6 +473,7 @@ class AccountTask:
             for month in expired_months(months, first_kept):
                 del months[month]
                 self._dirty.add(("s", account, month))
+                expired.append((account, month))
             if not months:
                 emptied.append(account)
         for account in emptied:
@@ -456,9 +483,7 @@ class AccountTask:
             if len(pruned) != len(history):
                 self.plans[account] = pruned
                 self._dirty.add(("p", account, None))
-        if expired:
-            # A dict keeps its table after deletions: rebuild it, so the memory is returned.
-            self.usage = dict(self.usage)
+        self._shrink = bool(expired)
 
 
 def dead_letter_output(
