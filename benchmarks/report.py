@@ -264,7 +264,20 @@ def chart(results: dict, path: Path) -> None:
             "replay": _replay_panel,
         }[name](ax, results[name])
     figure.suptitle("botstream performance (make bench)", fontsize=14, fontweight="bold")
-    figure.tight_layout()
+    environment = results.get("environment", {})
+    load = (environment.get("load_average_at_start") or [None])[0]
+    figure.text(
+        0.5,
+        0.005,
+        f"{environment.get('cpus', '?')} CPUs, Python {environment.get('python', '?')}; "
+        f"load average {load if load is None else round(load, 1)} when the last run started "
+        "(each section says when it was measured in the JSON)",
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        color="dimgrey",
+    )
+    figure.tight_layout(rect=(0, 0.02, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
