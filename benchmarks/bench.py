@@ -39,10 +39,18 @@ SECTIONS = ("throughput", "latency", "memory", "replay")
 RESULTS = kit.HERE / "results"
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, as botstream's own commands."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Print ``<prog>: <message>`` and exit 2."""
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (a bad flag is a one-line message and exit status 2)."""
-    parser = argparse.ArgumentParser(
-        prog="make bench / python -m benchmarks",
+    parser = _OneLineParser(
+        prog="python -m benchmarks",
         description="botstream's performance, side by side with its peers.",
     )
     parser.add_argument(

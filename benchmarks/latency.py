@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import shutil
 import tempfile
 import time
 from array import array
@@ -253,8 +254,6 @@ async def one_rate(bootstrap: str, log_dir: Path, rate: int, seconds: float, ind
             producer.stop()
         await follower.stop()
         worker.stop()
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
         await kit.delete_topics_containing(bootstrap, tag)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import statistics
 import tempfile
 import time
@@ -116,8 +117,6 @@ class Contender:
         """Stop its process and remove its files."""
         if self.child is not None:
             self.child.stop()
-        import shutil
-
         shutil.rmtree(self._work_dir, ignore_errors=True)
 
     def log_tail(self) -> str:
