@@ -84,12 +84,6 @@ class Unavailable(Exception):
     """A part of a page cannot be had right now (no owner, the owner did not answer)."""
 
 
-def directory_owners(directory: Any) -> dict[int, str]:
-    """Partition -> URL of its owner, from ``Worker.directory`` (a Directory or a plain dict)."""
-    owners = getattr(directory, "owners", None)
-    return dict(owners() if owners is not None else directory)
-
-
 def account_path(account_id: str) -> str:
     """``/accounts/{account_id}`` with the id quoted (it may hold ``/``, spaces, anything)."""
     return "/accounts/" + quote(account_id, safe="")
@@ -202,7 +196,7 @@ class Dashboard:
         worker = self.worker
         partitions = worker.settings.partitions
         summaries = self.local_partitions(month)
-        owners = directory_owners(worker.directory)
+        owners = worker.directory.owners()
         by_owner: dict[str, list[int]] = {}
         missing = []
         for partition in range(partitions):
@@ -268,7 +262,7 @@ class Dashboard:
         if view is not None:
             detail = account_detail(view, account_id, month, worker.usage, worker.stats)
         else:
-            owner = directory_owners(worker.directory).get(partition)
+            owner = worker.directory.owner(partition)
             if owner is None or owner == worker.url or request.headers.get(FORWARDED_HEADER):
                 raise Unavailable(f"partition {partition} has no owner right now")
             path = "/dashboard/api/account/" + quote(account_id, safe="")

@@ -17,6 +17,7 @@ from botstream.domain.plans import PlanRecord, add_plan
 from botstream.domain.stats import STAT_FIELDS
 from botstream.domain.timefmt import parse_timestamp_ms
 from botstream.stream.app import Worker, account_partition
+from botstream.stream.directory import Directory, announcement
 from botstream.stream.metrics import StreamMetrics
 
 #: 2026-11-16T00:00:00Z: the middle of November 2026, "now" for these tests.
@@ -45,9 +46,14 @@ class FakeWorker:
         self.clock = lambda: NOW_S
         self.url = url
         self.metrics = StreamMetrics()
-        self.directory: dict[int, str] = {}
+        self.directory = Directory()
         self.stages: dict = {}
         self.views = {p: empty_view() for p in owned}
+
+    def claim(self, owners: dict[int, str]) -> None:
+        """Have the directory say who serves each partition (as announced)."""
+        for partition, url in owners.items():
+            self.directory.apply(*announcement(partition, url, 1, True))
 
     def account_views(self) -> dict:
         """Partition -> view, for the partitions this worker owns."""

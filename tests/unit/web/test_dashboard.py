@@ -183,7 +183,7 @@ async def test_two_workers_each_show_every_account() -> None:
     second.outcomes(theirs[0], "2026-11", resolved_by_chatbot=4)
     async with await serve(first) as a_client, await serve(second) as b_client:
         for worker in (first, second):
-            worker.directory.update({0: first.url, 1: first.url, 2: second.url, 3: second.url})
+            worker.claim({0: first.url, 1: first.url, 2: second.url, 3: second.url})
         pages = [await (await c.get("/")).text() for c in (a_client, b_client)]
         account_page = await (await a_client.get(f"/accounts/{theirs[2]}")).text()
         overview = orjson.loads(await (await a_client.get("/dashboard/api/overview")).read())
@@ -201,7 +201,7 @@ async def test_a_partition_without_an_answering_owner_is_named() -> None:
     first.charge(accounts_in({0, 1}, 1)[0], "2026-11", 3, "2026-11-10T00:00:00Z")
     async with await serve(first) as client:
         # Partition 2's owner is gone; partition 3 has none.
-        first.directory.update({0: first.url, 1: first.url, 2: "http://127.0.0.1:9"})
+        first.claim({0: first.url, 1: first.url, 2: "http://127.0.0.1:9"})
         overview = orjson.loads(await (await client.get("/dashboard/api/overview")).read())
         html = await (await client.get("/")).text()
         account = accounts_in({3}, 1)[0]
