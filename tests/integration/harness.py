@@ -211,7 +211,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
 WORKER_ARGS = ("worker", "--log-level", "info")
 
 #: Log lines that mean the worker went wrong (stage failures, crashes).
-_ERROR_MARKS = ("Traceback", "CRITICAL", "rebuilding it", "a stage stopped", "Crashed")
+_ERROR_MARKS = (
+    "Traceback",
+    "CRITICAL",
+    "a stage stopped",
+    "Crashed",
+    "could not acquire",
+    "handling an assignment failed",
+    "handling a revocation failed",
+)
 
 
 class WorkerProcess(ChildWorker):

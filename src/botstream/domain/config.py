@@ -17,6 +17,11 @@ DEFAULT_PLAN_LIMITS: dict[str, tuple[int, int]] = {
 DUPLICATE_WINDOW = 256
 
 
+#: The largest ``max_event_bytes``: the dead letter of a record that size, in base64
+#: with its key and reason, stays under Kafka's default message size of 1 MiB.
+MAX_EVENT_BYTES_LIMIT = 512 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class DomainConfig:
     """Every tunable of the domain rules. Times are milliseconds."""
@@ -51,8 +56,10 @@ class DomainConfig:
         for plan, limits in self.plan_limits.items():
             if len(limits) != 2 or any(not isinstance(n, int) or n < 0 for n in limits):
                 problems.append(f"plan {plan!r} needs two limits >= 0 (without, with pack)")
-        if self.max_event_bytes <= 0:
-            problems.append("max event bytes must be positive")
+        if not 0 < self.max_event_bytes <= MAX_EVENT_BYTES_LIMIT:
+            # A bad record up to the limit goes into its dead letter whole, a third
+            # larger in base64: it must still fit in a Kafka message (1 MiB).
+            problems.append(f"max event bytes must be between 1 and {MAX_EVENT_BYTES_LIMIT}")
         if self.history_months < 0:
             problems.append("history months must not be negative (0 keeps every month)")
         if problems:

@@ -24,7 +24,7 @@ from aiokafka.structs import ConsumerRecord
 
 from botstream.config import Settings
 from botstream.domain.conversation import encoded_last_at_and_ended
-from botstream.domain.dead_letters import dead_letter
+from botstream.domain.dead_letters import dead_letter, dead_letter_key
 from botstream.domain.events import decode_event
 from botstream.domain.history import (
     advance_clock,
@@ -495,7 +495,7 @@ def dead_letter_output(
     letter = dead_letter(
         error, record.topic, record.partition, record.offset, record.key, record.value
     )
-    return Output(settings.topics.dead_letters, record.key, orjson.dumps(letter))
+    return Output(settings.topics.dead_letters, dead_letter_key(record.key), orjson.dumps(letter))
 
 
 # -- internal records between the stages ---------------------------------------------

@@ -54,3 +54,33 @@ def test_a_too_large_plan_keeps_its_first_max_bytes():
     letter = _letter(lambda r: decode_plan(r, config), raw)
     assert letter["error"].startswith("too_large: 5000 bytes exceeds the limit of 1000")
     assert base64.b64decode(letter["value"]) == raw[:1000]
+
+
+@pytest.mark.parametrize("key_size", [4096, 4097, 500_000])
+def test_a_huge_key_is_cut_so_that_the_dead_letter_can_be_published(key_size: int):
+    """The key is in a dead letter twice: as its own key, and in base64 in its value."""
+    from botstream.domain.dead_letters import MAX_KEY_BYTES, dead_letter_key
+
+    key = bytes(range(256)) * (key_size // 256) + b"k" * (key_size % 256)
+    letter = _letter(decode_event, b"not json", key=key)
+    kept = base64.b64decode(letter["key"])
+    assert kept == key[:MAX_KEY_BYTES]
+    assert dead_letter_key(key) == kept
+    assert len(orjson.dumps(letter)) + len(kept) < KAFKA_DEFAULT_MAX
+
+
+def test_max_event_bytes_is_capped_so_that_any_dead_letter_fits():
+    from botstream.domain.config import MAX_EVENT_BYTES_LIMIT
+    from botstream.domain.dead_letters import MAX_KEY_BYTES
+
+    DomainConfig(max_event_bytes=MAX_EVENT_BYTES_LIMIT)
+    with pytest.raises(ValueError, match="max event bytes"):
+        DomainConfig(max_event_bytes=MAX_EVENT_BYTES_LIMIT + 1)
+    # The worst case: an invalid record just under the limit, with the longest key kept.
+    config = DomainConfig(max_event_bytes=MAX_EVENT_BYTES_LIMIT)
+    raw = b"\xff" * MAX_EVENT_BYTES_LIMIT
+    with pytest.raises(InvalidRecord) as raised:
+        decode_event(raw, config.max_event_bytes)
+    key = b"k" * (MAX_KEY_BYTES + 100)
+    letter = dead_letter(raised.value, "widget-events", 0, 0, key, raw)
+    assert len(orjson.dumps(letter)) + MAX_KEY_BYTES < KAFKA_DEFAULT_MAX
