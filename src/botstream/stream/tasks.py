@@ -104,6 +104,8 @@ class ConversationTask:
             deadlines=self._restored_deadlines,
         )
         self._restored_deadlines = {}
+        if self.metrics is not None:  # conversations held, from the start
+            self.metrics.events_processed(self.partition, [], self.processor)
 
     def changes(self) -> dict[bytes, bytes | None]:
         """Changed conversations (encoded, or None when dropped) and the watermark."""
