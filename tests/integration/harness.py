@@ -226,9 +226,7 @@ class WorkerProcess(ChildWorker):
     """One `botstream worker` subprocess in its own process group; restartable.
 
     It dies with the test process (PR_SET_PDEATHSIG, see
-    :mod:`botstream.demo.processes`), and Faust's own consumer group uses the
-    stages' 10 s session timeout rather than Faust's 60 s, so that a worker
-    restarted after a crash does not sit idle for a minute.
+    :mod:`botstream.demo.processes`).
     """
 
     def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:

@@ -96,10 +96,17 @@ async def test_read_api_of_two_workers(stream_settings, tmp_path, pool) -> None:
     # A month without charges: used 0 and the plan in force at its start
     # (README); an account botstream never saw: the default plan.
     account = by_b[0][0]
-    quiet = {w.name: await w.get_json(f"/usage/{account}", month="2020-01") for w in pool.workers}
+    quiet_month = month_of(int((time.time() - 180 * 86_400) * 1000))  # before the log
+    quiet = {
+        w.name: await w.get_json(f"/usage/{account}", month=quiet_month) for w in pool.workers
+    }
     assert quiet["a"] == quiet["b"]
     usage_check.validate(quiet["a"])
-    assert quiet["a"]["used"] == 0 and quiet["a"]["updated_at"] == "2020-01-01T00:00:00.000Z"
+    assert quiet["a"]["used"] == 0
+    assert quiet["a"]["updated_at"] == f"{quiet_month}-01T00:00:00.000Z"
+    # A month older than the kept history (13 months) is gone, and says so.
+    status, _ = await first.get(f"/usage/{account}", month="2020-01")
+    assert status == 410
     unknown = await first.get_json("/usage/acc-never-seen", month="2026-11")
     assert unknown["used"] == 0 and unknown["plan"] == "standard"
     assert unknown["limit"] == 20  # BOTSTREAM_PLAN_LIMITS standard=20/60

@@ -24,10 +24,6 @@ _LAUNCHER = (
     "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])\n"
 )
 
-#: Faust's own consumer group waits this long (seconds) for a member that
-#: vanished before the worker is ready; its default is 60 s.
-FAUST_ENV = {"BROKER_SESSION_TIMEOUT": "10", "BROKER_REBALANCE_TIMEOUT": "10"}
-
 
 class WorkerProcess:
     """``python -m botstream worker ARGS`` in its own session, logging to a file.
@@ -61,7 +57,7 @@ class WorkerProcess:
         """Start the worker, logging to :attr:`log_path`."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("BOTSTREAM_")}
-        env.update(self.env, **FAUST_ENV, PYTHONUNBUFFERED="1")
+        env.update(self.env, PYTHONUNBUFFERED="1")
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _LAUNCHER, str(os.getpid()), "-m", "botstream", *self.args],

@@ -20,6 +20,7 @@ import aiohttp
 import faust
 import mode
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from faust.app.base import BootStrategy
 
 from botstream.config import Settings
 from botstream.domain.forecast import add_forecast
@@ -173,6 +174,20 @@ def _faust_credentials(settings: Settings):
     return None
 
 
+class _BootStrategy(BootStrategy):
+    """Faust runs the worker's lifecycle and web server, not a Kafka client of its own.
+
+    Every Kafka client belongs to the stages. Without Faust's consumer (and the
+    table recovery that waits on its group), the stages start as soon as the
+    web server does, and a restarted worker does not first wait out its dead
+    predecessor's session in a consumer group that does nothing.
+    """
+
+    def server(self):
+        """The services a worker starts: sensors and the web server."""
+        return self._chain(self.sensors(), self.web_server())
+
+
 def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> faust.App:
     """The Faust app of one botstream worker (see the module docstring)."""
     app = faust.App(
@@ -187,11 +202,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> fa
         datadir=settings.data_dir,
         autodiscover=False,
         topic_replication_factor=settings.replication_factor,
-        # Faust's own consumer group waits this long for a killed member before the
-        # worker is ready (and starts the stages); its default is 60 s.
-        broker_session_timeout=10.0,
-        broker_rebalance_timeout=10.0,
     )
+    app.boot_strategy = _BootStrategy(app)
     worker = Worker(settings, clock)
     app.botstream = worker
 

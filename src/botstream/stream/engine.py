@@ -712,10 +712,12 @@ class Stage:
                 parked.task.close()  # before a new task opens the same files
             task = self.make_task(partition)
             try:
-                how = "local"
-                if self.changelog_topic and not await task.resume_local(token):
-                    how = "restored"
-                    await self._restore(partition, task)
+                how = "restored"
+                if self.changelog_topic:
+                    if await task.resume_local(token):
+                        how = "local"
+                    else:
+                        await self._restore(partition, task)
                 task.restored()
                 task.committed(token)
             except BaseException:
