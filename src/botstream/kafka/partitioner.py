@@ -14,12 +14,18 @@ _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
 
 
+_WORDS: dict[int, struct.Struct] = {}
+
+
 def murmur2(data: bytes) -> int:
     """The 32-bit murmur2 hash of ``data``, as Kafka's ``Utils.murmur2`` (unsigned here)."""
     length = len(data)
     h = (_SEED ^ length) & _MASK
     words = length // 4
-    for k in struct.unpack_from(f"<{words}I", data):
+    unpack = _WORDS.get(words)
+    if unpack is None:  # keys of a topic mostly have one length
+        unpack = _WORDS[words] = struct.Struct(f"<{words}I")
+    for k in unpack.unpack_from(data):
         k = (k * _M) & _MASK
         k ^= k >> 24
         k = (k * _M) & _MASK
