@@ -252,6 +252,9 @@ class Run:
         #: Workers the scenario has taken down on purpose (not restarted by the supervisor).
         self.down: set = set()
         self.unplanned_exits: list[str] = []
+        #: Cleared while the broker is down (no client is started then).
+        self.broker_up = asyncio.Event()
+        self.broker_up.set()
         #: The batches of the broker's segment files, read once the outputs were checked.
         self.batches: list = []
         self._recoveries: list[asyncio.Task] = []
@@ -289,6 +292,7 @@ class Run:
         settings = self.settings
         partitions = set(range(settings.partitions))
         while True:
+            await self.broker_up.wait()
             owned: dict[str, set[int]] = {}
             for worker in self.pool.workers:
                 if worker.running and worker not in self.down:
@@ -298,7 +302,10 @@ class Run:
             if all(owned.get(stage) == partitions for stage in stages):
                 break
             await asyncio.sleep(0.25)
+        # A broker restart holds the feed: let it send what piled up meanwhile first.
+        await asyncio.sleep(1.0)
         while True:
+            await self.broker_up.wait()
             try:
                 end = await _end_offsets(settings, settings.topics.events)
                 break
@@ -499,7 +506,11 @@ async def broker_restart(
             await run.pool.wait_owning(run.pool.workers, timeout_s=120)
             async with run.feeder.held():
                 run.fault(f"broker restart {number_} ({kind})")
-                down = await asyncio.to_thread(broker.restart, hard=kind == "SIGKILL")
+                run.broker_up.clear()
+                try:
+                    down = await asyncio.to_thread(broker.restart, hard=kind == "SIGKILL")
+                finally:
+                    run.broker_up.set()
                 run.result.notes.append(
                     f"restart {number_} ({kind}) after {run.feeder.sent:,} events: "
                     f"the broker answered again {down:.1f} s after it was stopped"
@@ -567,12 +578,12 @@ async def zombie(broker, directory: Path, seed: int, events: int) -> Result:
         os.kill(a.process.pid, signal.SIGSTOP)
         run.fault(f"SIGSTOP a (owning {times['owned_before']})")
         stopped = time.monotonic()
-        await asyncio.sleep(PAST_SESSION_TIMEOUT_S)
         await run.pool.wait_owning([b], timeout_s=90)
         took_over = time.monotonic() - stopped
         log_line(f"b owns every partition {took_over:.1f} s after the SIGSTOP")
-        # Let b process a while on its own, then wake the zombie up mid-stream.
-        await asyncio.sleep(rng.uniform(3.0, 8.0))
+        # Past the session timeout, and b processing a while on its own: then wake
+        # the zombie up, mid-stream.
+        await asyncio.sleep(max(0.0, PAST_SESSION_TIMEOUT_S - took_over) + rng.uniform(3.0, 8.0))
         times["resume_ms"] = int(time.time() * 1000)
         os.kill(a.process.pid, signal.SIGCONT)
         run.down.discard(a)
@@ -693,9 +704,11 @@ def disk_full(directory: Path, seed: int, events: int) -> Result:
 
 
 async def _disk_full(mount: Path, directory: Path, seed: int, events: int, result: Result):
+    """See :func:`disk_full`: fill the disk under a stream; free it; start the broker again."""
     from botstream.kafka.local_broker import LocalKafka
     from tests.integration.harness import (
         Outputs,
+        SimLog,
         WorkerPool,
         compare_with_replay,
         exactly_once_problems,
@@ -705,8 +718,9 @@ async def _disk_full(mount: Path, directory: Path, seed: int, events: int, resul
     )
 
     began = time.monotonic()
-    broker = LocalKafka(work_dir=mount / "broker")
+    broker = LocalKafka(work_dir=mount / "broker", keep_data=True)
     broker.start()
+    pool = supervisor = None
     try:
         settings = await isolated_settings(broker.bootstrap)
         pool = WorkerPool(settings, directory / "workers")
@@ -714,72 +728,144 @@ async def _disk_full(mount: Path, directory: Path, seed: int, events: int, resul
         worker.start()
         await pool.wait_owning([worker], timeout_s=120)
         timed = realtime_log(directory / "log", seconds=events / 2000, rate=2000, seed=seed)
-        result.events = len(timed.log.events)
-        result.workers = 1
+        result.events, result.workers = len(timed.log.events), 1
+        await produce(settings, settings.topics.plans, timed.log.plans)
         # Fill the disk to within a few MB, so that the stream's own writes fill it.
         filler = mount / "filler"
         free_mb = shutil.disk_usage(mount).free // 2**20
         with open(filler, "wb") as handle:
-            handle.write(b"\0" * max(0, free_mb - 12) * 2**20)
+            handle.write(b"\0" * max(0, free_mb - 8) * 2**20)
         result.faults.append(
-            f"data directory on a {DISK_MB} MB tmpfs, filled to "
+            f"data directory on a {DISK_MB} MB tmpfs with "
+            f"{shutil.disk_usage(mount).free // 2**20} MB left"
+        )
+        exits: list[str] = []
+
+        async def supervise() -> None:  # as systemd or Kubernetes would
+            while True:
+                await asyncio.sleep(0.5)
+                if not worker.running:
+                    tail = [line[-160:] for line in worker.logs(400).splitlines()
+                            if "a stage stopped" in line][:1]  # fmt: skip
+                    exits.append(
+                        f"{time.monotonic() - filled_at:.0f} s after the feed began "
+                        f"(status {worker.returncode}): {tail}"
+                    )
+                    worker.start()
+
+        feeder = Feeder(settings, timed)
+        feeding = asyncio.create_task(feeder.run())
+        filled_at = time.monotonic()
+        supervisor = asyncio.create_task(supervise())
+        deadline = filled_at + events / 2000 + 60
+        while time.monotonic() < deadline and broker.running and not feeding.done():
+            await asyncio.sleep(0.5)
+        died = not broker.running
+        result.notes.append(
+            f"the broker {'stopped' if died else 'kept running'} "
+            f"{time.monotonic() - filled_at:.0f} s after the feed began, with "
+            f"{feeder.sent:,} of {feeder.total:,} events sent and "
             f"{shutil.disk_usage(mount).free // 2**20} MB free"
         )
-        feeder = Feeder(settings, timed)
+        result.notes += _broker_errors(broker)
+        await asyncio.sleep(60)  # what the worker does meanwhile: a minute without a broker
+        result.notes.append(
+            f"a minute later: the worker exited {len(exits)} times ({exits[:2]}) and was "
+            f"started again each time; its log: {_worker_trouble(worker)}"
+        )
+        feeding.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(feeding, 30)
+        if not died:
+            result.notes.append("the disk never filled up: nothing more to see")
+            return result
+        filler.unlink()
+        down = await asyncio.to_thread(broker.restart)
+        result.faults.append("disk freed, broker started again on its data")
+        result.notes.append(
+            f"with the disk freed, the broker started again on its data in {down:.0f} s"
+        )
+        # Whatever the producer could not deliver is sent again; the replay then runs
+        # on exactly what the events topic holds.
+        landed = await _topic_values(settings, settings.topics.events)
+        missing = Counter(value for _, value in timed.log.events) - Counter(landed)
+        rest = []
+        for key, value in timed.log.events:
+            if missing[value] > 0:
+                missing[value] -= 1
+                rest.append((key, value))
+        result.notes.append(
+            f"the events topic held {len(landed):,} events; the other {len(rest):,} were sent again"
+        )
+        await produce(settings, settings.topics.events, rest)
+        held = await _topic_values(settings, settings.topics.events)
+        events_path = directory / "events-in-kafka.jsonl"
+        events_path.write_bytes(b"".join(value + b"\n" for value in held))
+        log = SimLog(
+            events_path, timed.log.plans_path, [(None, v) for v in held], timed.log.plans,
+            timed.log.first_ms, timed.log.last_ms, timed.log.boundary_ms, timed.log.faults,
+            timed.log.env,
+        )  # fmt: skip
+        replay = await asyncio.to_thread(run_replay, log, directory / "replay", settings.partitions)
         async with Outputs(settings) as outputs:
-            await produce(settings, settings.topics.plans, timed.log.plans)
-            feeding = asyncio.create_task(feeder.run())
-            deadline = time.monotonic() + events / 2000 + 60
-            while time.monotonic() < deadline and broker.running and not feeding.done():
-                await asyncio.sleep(1)
-            result.notes.append(
-                f"after {time.monotonic() - began:.0f} s: broker "
-                f"{'running' if broker.running else 'STOPPED'}, {feeder.sent:,} events sent, "
-                f"{shutil.disk_usage(mount).free // 2**20} MB free, worker "
-                f"{'running' if worker.running else 'exited'}"
+            settled = time.monotonic()
+            await outputs.wait_settled(
+                set(replay.outcomes), len(replay.dead_letters), timeout_s=240
             )
-            result.notes += _broker_errors(broker)
-            feeding.cancel()
-            with contextlib.suppress(BaseException):
-                await feeding
-            # Make room again and restart the broker on the same data.
-            filler.unlink()
-            result.faults.append("filler removed, broker restarted on the same data")
-            try:
-                down = await asyncio.to_thread(broker.restart)
-                result.notes.append(f"the broker started again on its data in {down:.1f} s")
-            except Exception as exc:
-                result.notes.append(f"the broker did not start again on its data: {exc}")
-                result.problems.append("no restart after the disk was freed")
-                return result
-            feeder2 = Feeder(settings, _rest(timed, feeder.sent))
-            await feeder2.run()
-            replay = await asyncio.to_thread(
-                run_replay, timed.log, directory / "replay", settings.partitions
-            )
-            try:
-                await outputs.wait_settled(
-                    set(replay.outcomes), len(replay.dead_letters), timeout_s=180,
-                    alive=[worker] if worker.running else [],
-                )  # fmt: skip
-                await outputs.catch_up()
-                result.problems += compare_with_replay(timed.log, outputs, replay)
-                result.problems += exactly_once_problems(outputs, timed.log)
-            except AssertionError as exc:
-                result.problems.append(str(exc)[:600])
-        pool.close()
+            result.recoveries.append(time.monotonic() - settled)
+            await outputs.catch_up()
+            result.problems += compare_with_replay(log, outputs, replay)
+            result.problems += exactly_once_problems(outputs, log)
+        result.notes.append(f"worker exits in all: {len(exits)}, {exits[:1]}")
+        result.checks.append(
+            f"{len(replay.outcomes):,} conversations, {replay.charges:,} charges: equal to the "
+            "replay of what the events topic holds, and exactly once"
+            if not result.problems
+            else "differs from the replay or not exactly once (see problems)"
+        )
+    except AssertionError as exc:
+        result.problems.append(str(exc)[:600])
     finally:
+        if supervisor is not None:
+            supervisor.cancel()
+        if pool is not None:
+            pool.close()
         broker.stop()
         result.total_s = time.monotonic() - began
     return result
 
 
-def _rest(timed: TimedLog, sent: int) -> TimedLog:
-    """The events of ``timed`` from ``sent`` on, due at once."""
-    from dataclasses import replace
+async def _topic_values(settings, topic: str) -> list[bytes]:
+    """Every value of ``topic``, partition by partition in offset order."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    log = replace(timed.log, events=timed.log.events[sent:])
-    return TimedLog(log, [0] * len(log.events))
+    from botstream.kafka.topics import kafka_client_kwargs
+
+    consumer = AIOKafkaConsumer(
+        **kafka_client_kwargs(settings), enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        end = await consumer.end_offsets(tps)
+        found: dict[int, list] = {p: [] for p in range(settings.partitions)}
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                found[tp.partition] += [(r.offset, r.value) for r in records]
+    finally:
+        await consumer.stop()
+    return [value for p in sorted(found) for _, value in sorted(found[p])]
+
+
+def _worker_trouble(worker) -> str:
+    lines = []
+    for path in worker.log_paths:
+        with contextlib.suppress(OSError):
+            for line in path.read_text(errors="replace").splitlines():
+                if "WARNING" in line and ("transaction" in line or "acquir" in line):
+                    lines.append(line.split("] ", 3)[-1].strip()[:140])
+    return f"{len(lines)} warnings, e.g. {lines[:2]}" if lines else "no warnings"
 
 
 def _broker_errors(broker) -> list[str]:

@@ -640,6 +640,7 @@ class LocalKafka:
         cache: Path | None = None,
         secure: bool = False,
         tls: Path | None = None,
+        keep_data: bool = False,
     ) -> None:
         self.host = "127.0.0.1"
         self._requested_port = port
@@ -665,6 +666,9 @@ class LocalKafka:
         self.timings: dict[str, float] = {}
         #: The JVM's command line, kept by start() for restart().
         self._java_command: list[str] | None = None
+        #: Keep the data directory even when the broker dies on its own (a full disk,
+        #: say), so that restart() can start it again on that data.
+        self.keep_data = keep_data
 
     # -- public ------------------------------------------------------------------------
 
@@ -777,32 +781,39 @@ class LocalKafka:
         as on a production broker that restarts. ``hard`` kills the JVM with
         SIGKILL (a crash: Kafka recovers its logs on the next start) instead of
         a clean shutdown; ``down_s`` keeps it down that much longer. The
-        returned figure runs from the stop until the broker answers again.
+        returned figure runs from the stop until the broker answers again. A
+        broker that died on its own is started again (its data is still there
+        with ``keep_data``).
         """
-        if not self.running or self.work_dir is None or self._java_command is None:
-            raise BrokerSetupError("the local Kafka broker is not running: nothing to restart")
-        process = self._process
-        assert process is not None
+        if self.work_dir is None or self._java_command is None:
+            raise BrokerSetupError("the local Kafka broker was never started: nothing to restart")
         began = time.monotonic()
         keep = self.work_dir / _KEEP_DATA
-        keep.touch()  # the watchdog leaves the data directory alone when it exits
-        try:
-            java_pid = self.java_pid
-            if hard and java_pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(java_pid, signal.SIGKILL)
-            else:
-                process.send_signal(signal.SIGTERM)
+        process = self._process
+        if process is not None and process.poll() is None:
+            keep.touch()  # the watchdog leaves the data directory alone when it exits
             try:
-                process.wait(STOP_TIMEOUT_S + 10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
-            if java_pid is not None:
-                _wait_gone(java_pid, 10)
-        finally:
-            keep.unlink(missing_ok=True)
+                java_pid = self.java_pid
+                if hard and java_pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(java_pid, signal.SIGKILL)
+                else:
+                    process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(STOP_TIMEOUT_S + 10)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(5)
+                if java_pid is not None:
+                    _wait_gone(java_pid, 10)
+            finally:
+                if not self.keep_data:
+                    keep.unlink(missing_ok=True)
+        elif not (self.work_dir / "data").is_dir():
+            raise BrokerSetupError(
+                "the local Kafka broker died and its data is gone (start it with keep_data)"
+            )
         _LIVE.discard(self)
         self._process = None
         if down_s > 0:
@@ -859,6 +870,8 @@ class LocalKafka:
     def _launch(self) -> None:
         """Start the watchdog and its JVM with the prepared command; wait until it answers."""
         assert self.work_dir is not None and self._java_command is not None
+        if self.keep_data:
+            (self.work_dir / _KEEP_DATA).touch()
         stdout = open(self.work_dir / "logs" / "stdout.log", "ab")  # noqa: SIM115 - to the child
         try:
             self._process = subprocess.Popen(
