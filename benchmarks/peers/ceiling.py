@@ -39,6 +39,9 @@ async def run(args: argparse.Namespace) -> None:
         acks="all",
         linger_ms=5,
         max_batch_size=1024 * 1024,
+        # As botstream's stages: a transaction's AddOffsetsToTxn that meets the
+        # previous one's markers being written is retried after this, not 100 ms.
+        retry_backoff_ms=10,
     )
     await consumer.start()
     await producer.start()
