@@ -165,6 +165,9 @@ class KafkaClients:
             "auto_offset_reset": "earliest",
             "partition_assignment_strategy": (RangePartitionAssignor,),
             "max_partition_fetch_bytes": 4 * 1024 * 1024,
+            # Its metadata holds its input topic only: the first end_offsets of a
+            # changelog partition fails and is retried after this (default 100 ms).
+            "retry_backoff_ms": 20,
             **overrides,
         }
         return AIOKafkaConsumer(**kafka_client_kwargs(self.settings), **config)
@@ -735,6 +738,10 @@ class Stage:
 
     async def _restore(self, partition: int, task: PartitionTask) -> None:
         tp = TopicPartition(self.changelog_topic, partition)
+        # An empty changelog (a new application) needs no reader of its own, whose
+        # start (a connection, metadata) was most of a fresh worker's acquisitions.
+        if (await self._consumer.end_offsets([tp]))[tp] == 0:
+            return
         reader = self.clients.changelog_reader(f"{self.group_id}-restore-{partition}")
         progress = self.restoring[partition] = RestoreProgress()
         await reader.start()
