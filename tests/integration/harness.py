@@ -160,24 +160,32 @@ def generate_log(
             **{f.name: getattr(probe, f.name) for f in fields(SimConfig)} | {"start_ms": start}
         )
     )
+    retention_days = (now_ms - start) // DAY_MS + 8
+    env = {"BOTSTREAM_PLAN_LIMITS": PLAN_LIMITS, "BOTSTREAM_RETENTION": f"{retention_days}d"}
+    log = simulated_log(directory, sim, boundary, env)
+    assert log.first_ms < boundary < log.last_ms, "the log must span a month boundary"
+    assert log.last_ms < now_ms - 45 * MINUTE_MS, "the log must end before now - idle timeout"
+    log_line(
+        f"log: {len(log.events)} records ({dict(log.faults)}), {len(log.plans)} plan records, "
+        f"{format_timestamp(log.first_ms)} .. {format_timestamp(log.last_ms)}, "
+        f"retention {retention_days}d"
+    )
+    return log
+
+
+def simulated_log(
+    directory: Path, sim: TrafficSimulator, boundary_ms: int, env: dict[str, str]
+) -> SimLog:
+    """The records of ``sim``, kept and written as JSONL files in ``directory``."""
     plans = [(r.key, r.value) for r in sim.plan_records()]
     events = [(r.key, r.value) for r in sim.events()]
-    stats = sim.stats
-    assert stats.first_ms < boundary < stats.last_ms, "the log must span a month boundary"
-    assert stats.last_ms < now_ms - 45 * MINUTE_MS, "the log must end before now - idle timeout"
     for _, value in events + plans:
         assert b"\n" not in value and not value.endswith(b"\r"), "one record per JSONL line"
     events_path = directory / "events.jsonl"
     plans_path = directory / "plans.jsonl"
     events_path.write_bytes(b"".join(value + b"\n" for _, value in events))
     plans_path.write_bytes(b"".join(value + b"\n" for _, value in plans))
-    retention_days = (now_ms - start) // DAY_MS + 8
-    env = {"BOTSTREAM_PLAN_LIMITS": PLAN_LIMITS, "BOTSTREAM_RETENTION": f"{retention_days}d"}
-    log_line(
-        f"log: {len(events)} records ({dict(stats.faults)}), {len(plans)} plan records, "
-        f"{format_timestamp(stats.first_ms)} .. {format_timestamp(stats.last_ms)}, "
-        f"retention {retention_days}d"
-    )
+    stats = sim.stats
     return SimLog(
         events_path,
         plans_path,
@@ -185,7 +193,7 @@ def generate_log(
         plans,
         stats.first_ms,
         stats.last_ms,
-        boundary,
+        boundary_ms,
         Counter(stats.faults),
         env,
     )

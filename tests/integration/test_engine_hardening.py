@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from tests.integration.harness import (
     log_line,
     produce,
     run_replay,
+    simulated_log,
 )
 
 pytestmark = pytest.mark.integration
@@ -69,23 +69,8 @@ def realtime_log(directory: Path, *, seconds: float, rate: float, seed: int) -> 
             conversations_per_account_day=per_day,
         )
     )
-    plans = [(r.key, r.value) for r in simulator.plan_records()]
-    events = [(r.key, r.value) for r in simulator.events()]
-    events_path, plans_path = directory / "events.jsonl", directory / "plans.jsonl"
-    events_path.write_bytes(b"".join(value + b"\n" for _, value in events))
-    plans_path.write_bytes(b"".join(value + b"\n" for _, value in plans))
-    stats = simulator.stats
-    return SimLog(
-        events_path,
-        plans_path,
-        events,
-        plans,
-        stats.first_ms,
-        stats.last_ms,
-        stats.first_ms,
-        Counter(stats.faults),
-        {"BOTSTREAM_PLAN_LIMITS": PLAN_LIMITS, "BOTSTREAM_IDLE_TIMEOUT": "12s"},
-    )
+    env = {"BOTSTREAM_PLAN_LIMITS": PLAN_LIMITS, "BOTSTREAM_IDLE_TIMEOUT": "12s"}
+    return simulated_log(directory, simulator, start, env)
 
 
 async def produce_in_real_time(
