@@ -26,8 +26,13 @@ from botstream.domain.events import event_from_object
 from botstream.domain.partition import DictStore, PartitionProcessor
 
 TYPES = (
-    "conversation.started", "chatbot.triggered", "chatbot.message", "chatbot.button_clicked",
-    "chatbot.button_clicked", "visitor.message", "agent.joined",
+    "conversation.started",
+    "chatbot.triggered",
+    "chatbot.message",
+    "chatbot.button_clicked",
+    "chatbot.button_clicked",
+    "visitor.message",
+    "agent.joined",
 )
 START_MS = 1_795_551_300_000
 
@@ -39,15 +44,20 @@ def typical_events(number: int) -> list:
     events = []
     for step, type_name in enumerate(TYPES):
         seconds = (number // 10) % 86_400 + step * 7
-        events.append(event_from_object({
-            "event_id": f"e-{number:08x}{step:02x}-9c2a",
-            "type": type_name,
-            "occurred_at": f"2026-11-24T{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:"
-                           f"{seconds % 60:02d}.{number % 1000:03d}Z",
-            "account_id": account_id,
-            "conversation_id": conversation_id,
-            "data": {"chatbot_id": "bot-1"},
-        }))
+        hours, minutes = seconds // 3600 % 24, seconds // 60 % 60
+        events.append(
+            event_from_object(
+                {
+                    "event_id": f"e-{number:08x}{step:02x}-9c2a",
+                    "type": type_name,
+                    "occurred_at": f"2026-11-24T{hours:02d}:{minutes:02d}:"
+                    f"{seconds % 60:02d}.{number % 1000:03d}Z",
+                    "account_id": account_id,
+                    "conversation_id": conversation_id,
+                    "data": {"chatbot_id": "bot-1"},
+                }
+            )
+        )
     return events
 
 
@@ -89,8 +99,9 @@ def main() -> None:
         return
 
     store = DictStore()
-    processor = PartitionProcessor(DomainConfig(idle_timeout_ms=86_400_000 * 2,
-                                                retention_ms=86_400_000 * 8), store)
+    processor = PartitionProcessor(
+        DomainConfig(idle_timeout_ms=86_400_000 * 2, retention_ms=86_400_000 * 8), store
+    )
     for event in typical_events(123_456):
         processor.process(event)
     encoded = encode_conversation(next(iter(store.values())))
@@ -99,11 +110,15 @@ def main() -> None:
     for kind in ("objects", "encoded"):
         out = subprocess.run(
             [sys.executable, __file__, "--child", kind, "--count", str(args.count)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         result = json.loads(out)
-        print(f"holding {result['count']:,} open conversations as {kind}: "
-              f"{result['rss_bytes_each']:.0f} bytes of RSS each")
+        print(
+            f"holding {result['count']:,} open conversations as {kind}: "
+            f"{result['rss_bytes_each']:.0f} bytes of RSS each"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 from botstream.cli import main
 from botstream.commands import ops
 from botstream.config import Settings
+from botstream.domain.timefmt import month_of
 from botstream.errors import BotstreamError
 from botstream.kafka.topics import kafka_client_kwargs
 from tests.integration.harness import (
@@ -121,11 +123,16 @@ def test_usage_json_is_the_replay_usage(on_live: SettledRun, capsys) -> None:
         forecast = answer.pop("forecast")  # the read API adds it to the record
         assert answer == want
         assert (forecast["status"] == "reached") == (want["used"] >= forecast["limit"])
-    # A month without charges: used 0 (README).
+    # A month without charges, within the kept history: used 0 (README).
     account = next(iter(replay.usage))[0]
-    status, out, _ = cli(capsys, "usage", account, "--month", "2020-01", "--url", url, "--json")
+    quiet_month = month_of(int((time.time() - 180 * 86_400) * 1000))  # before the log
+    status, out, _ = cli(capsys, "usage", account, "--month", quiet_month, "--url", url, "--json")
     assert status == 0
-    assert json.loads(out)["used"] == 0 and json.loads(out)["month"] == "2020-01"
+    assert json.loads(out)["used"] == 0 and json.loads(out)["month"] == quiet_month
+    # A month older than the kept history: a one-line error, not a zero.
+    status, out, err = cli(capsys, "usage", account, "--month", "2020-01", "--url", url, "--json")
+    assert (status, out) == (2, "")
+    assert "410" in err and "2020-01" in err and len(err.strip().splitlines()) == 1
 
 
 def test_usage_view_from_the_console_script(live: SettledRun) -> None:

@@ -97,9 +97,7 @@ async def test_read_api_of_two_workers(stream_settings, tmp_path, pool) -> None:
     # (README); an account botstream never saw: the default plan.
     account = by_b[0][0]
     quiet_month = month_of(int((time.time() - 180 * 86_400) * 1000))  # before the log
-    quiet = {
-        w.name: await w.get_json(f"/usage/{account}", month=quiet_month) for w in pool.workers
-    }
+    quiet = {w.name: await w.get_json(f"/usage/{account}", month=quiet_month) for w in pool.workers}
     assert quiet["a"] == quiet["b"]
     usage_check.validate(quiet["a"])
     assert quiet["a"]["used"] == 0

@@ -62,17 +62,17 @@ async def test_a_resumed_zombie_writes_nothing_fences_nobody_and_serves_no_stale
         await outputs.wait_plans_read(len(log.plans))
         await produce(settings, topics.events, log.events[:half])
         await _events_committed(outputs, half)
-        # The busiest account-month whose account partition `a` serves.
-        (account, month), _ = max(
-            (
-                (key, usage)
-                for key, usage in replay.usage.items()
-                if account_partition(key[0], settings.partitions) in owned["a"]["accounts"]
-            ),
-            key=lambda item: item[1]["used"],
+        # Of the account-months whose account partition `a` serves, the one the second
+        # half charges most: what `a` holds then differs most from the final answer.
+        held = {
+            key: await a.get_json(f"/usage/{key[0]}", month=key[1])
+            for key in replay.usage
+            if account_partition(key[0], settings.partitions) in owned["a"]["accounts"]
+        }
+        (account, month), before = max(
+            held.items(), key=lambda item: replay.usage[item[0]]["used"] - item[1]["used"]
         )
         path = f"/usage/{account}"
-        before = await a.get_json(path, month=month)
 
         os.kill(a.process.pid, signal.SIGSTOP)
         log_line(f"SIGSTOP a; it served {account} {month}: used {before['used']}")

@@ -17,35 +17,54 @@ from botstream.config import load_settings
 
 def event(number: int, type_: str, at: str, data: dict | None = None, cid: str = "c-1") -> bytes:
     """One widget event of conversation ``cid`` as raw bytes."""
-    return orjson.dumps({
-        "event_id": f"e-{number}", "type": type_, "occurred_at": at, "account_id": "acc-1",
-        "conversation_id": cid, "data": data,
-    })
+    return orjson.dumps(
+        {
+            "event_id": f"e-{number}",
+            "type": type_,
+            "occurred_at": at,
+            "account_id": "acc-1",
+            "conversation_id": cid,
+            "data": data,
+        }
+    )
 
 
 def test_parse_event_refuses_what_is_not_an_object_with_string_ids() -> None:
     assert parse_event(event(1, "chatbot.triggered", "2026-11-24T20:00:00.000Z"))["type"] == (
         "chatbot.triggered"
     )
-    for bad in (b"", b"[1]", b'{"conversation_id": 1, "account_id": "a"}', b'{"a":', b"NaN",
-                b'{"conversation_id": "c", "account_id": "a", "x": "\\ud83d"}'):
+    for bad in (
+        b"",
+        b"[1]",
+        b'{"conversation_id": 1, "account_id": "a"}',
+        b'{"a":',
+        b"NaN",
+        b'{"conversation_id": "c", "account_id": "a", "x": "\\ud83d"}',
+    ):
         assert parse_event(bad) is None, bad
 
 
 def test_fold_counts_events_and_clicks_and_keeps_the_latest_time() -> None:
     state = None
-    for number, (type_, at) in enumerate([
-        ("chatbot.triggered", "2026-11-24T20:00:05.000Z"),
-        ("chatbot.button_clicked", "2026-11-24T20:00:09.000Z"),
-        ("chatbot.button_clicked", "2026-11-24T20:00:07.000Z"),  # out of order
-        ("conversation.closed", "2026-11-24T20:00:08.000Z"),
-    ]):
+    for number, (type_, at) in enumerate(
+        [
+            ("chatbot.triggered", "2026-11-24T20:00:05.000Z"),
+            ("chatbot.button_clicked", "2026-11-24T20:00:09.000Z"),
+            ("chatbot.button_clicked", "2026-11-24T20:00:07.000Z"),  # out of order
+            ("conversation.closed", "2026-11-24T20:00:08.000Z"),
+        ]
+    ):
         before = state
         state = fold(state, parse_event(event(number, type_, at)))
         assert before is None or before["events"] == number  # the old state is not changed
-    assert state == {"account_id": "acc-1", "events": 4, "clicks": 2,
-                     "started_at": "2026-11-24T20:00:05.000Z",
-                     "last_at": "2026-11-24T20:00:09.000Z", "last_type": "conversation.closed"}
+    assert state == {
+        "account_id": "acc-1",
+        "events": 4,
+        "clicks": 2,
+        "started_at": "2026-11-24T20:00:05.000Z",
+        "last_at": "2026-11-24T20:00:09.000Z",
+        "last_type": "conversation.closed",
+    }
     assert outcome("c-1", state)["ended"] is True
     assert error_record(17) == {"error": "invalid event", "offset": 17}
 
@@ -102,18 +121,35 @@ def test_percentile_is_the_nearest_rank() -> None:
 def test_the_table_states_the_ratios_and_the_targets() -> None:
     results = {
         "throughput": {
-            "events": 1000, "partitions": 4, "runs": 3, "measured_at": "now",
+            "events": 1000,
+            "partitions": 4,
+            "runs": 3,
+            "measured_at": "now",
             "contenders": {
-                "botstream": {"label": "botstream", "median_events_per_s": 900.0,
-                              "runs_events_per_s": [900.0]},
-                "ceiling": {"label": "ceiling", "median_events_per_s": 1000.0,
-                            "runs_events_per_s": [1000.0]},
-                "faust": {"label": "faust", "median_events_per_s": 300.0,
-                          "runs_events_per_s": [300.0], "problems": ["2 outcome records too many"]},
+                "botstream": {
+                    "label": "botstream",
+                    "median_events_per_s": 900.0,
+                    "runs_events_per_s": [900.0],
+                },
+                "ceiling": {
+                    "label": "ceiling",
+                    "median_events_per_s": 1000.0,
+                    "runs_events_per_s": [1000.0],
+                },
+                "faust": {
+                    "label": "faust",
+                    "median_events_per_s": 300.0,
+                    "runs_events_per_s": [300.0],
+                    "problems": ["2 outcome records too many"],
+                },
             },
         },
-        "replay": {"events": 10, "median_events_per_s": 200_000.0, "median_peak_rss_mb": 90.0,
-                   "identical_to_reference": False},
+        "replay": {
+            "events": 10,
+            "median_events_per_s": 200_000.0,
+            "median_peak_rss_mb": 90.0,
+            "identical_to_reference": False,
+        },
     }
     text = report.table(results)
     assert "| ceiling | 1,000 | 1,000 | 0.90 ✓ |" in text

@@ -249,4 +249,3 @@ def summary_view(board: DemoBoard, accounts: int = 8) -> RenderableType:
             _dead_letters_text(board)
         ),
     )
-

@@ -361,9 +361,7 @@ class DemoRun:
         deadline = time.monotonic() + timeout_s
         async with admin_client(self.settings) as admin:
             while not self.stop.is_set():
-                committed = await admin.list_consumer_group_offsets(
-                    f"{self.settings.app_id}-plans"
-                )
+                committed = await admin.list_consumer_group_offsets(f"{self.settings.app_id}-plans")
                 done = {tp: meta.offset for tp, meta in committed.items()}
                 if all(done.get(tp, 0) >= end for tp, end in ends.items() if end):
                     return
@@ -505,4 +503,3 @@ def prepare_folder(folder: Path, fresh_state: bool) -> None:
 async def run_demo(options: DemoOptions, settings: Settings, console: Console) -> DemoResult:
     """Run one demo on a broker that is up and has botstream's topics."""
     return await DemoRun(options, settings, console).run()
-

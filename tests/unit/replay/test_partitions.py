@@ -58,4 +58,3 @@ def test_event_time_is_per_partition(partitions, quiet_revisions, busy_revisions
         ev_raw(VISITOR_MSG, 5, conv=quiet),
     ]
     assert revisions(events, partitions) == {quiet: quiet_revisions, busy: busy_revisions}
-
