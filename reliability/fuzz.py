@@ -774,10 +774,10 @@ def _markdown(args, files: FeedFiles, results: list[TargetResult], generated: fl
         "read first in a later fetch. A record's dead letter keeps at most `max_event_bytes` of "
         "it (README: decisions), so it fits in a Kafka message: before that, a record of "
         "768 KiB or more made a dead letter larger than the producer's 1 MiB limit, and its "
-        "partition retried the failing transaction forever. Still open: a bad record's key is "
-        "carried whole, twice (the dead letter's own key, and in base64 in its value), so a key "
-        "over about 450 KB (3/7 of the producer's 1 MiB) makes a dead letter too large to "
-        "publish.",
+        "partition retried the failing transaction forever. Likewise a bad record's key: a dead "
+        "letter carries at most its first 4 KiB (`MAX_KEY_BYTES`), twice (as its own key and "
+        "in base64 in its value); a key over about 450 KB, carried whole, made one too large "
+        "to publish.",
     ]
     fill = "\n\n".join(textwrap.fill(text, 95) for text in paragraphs)
     after = "\n\n".join(textwrap.fill(text, 95) for text in timing)
