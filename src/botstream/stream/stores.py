@@ -20,6 +20,7 @@ back after a restart:
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,18 +98,21 @@ class MemoryStore(dict):
 class RocksStore:
     """Conversations in a RocksDB database; only the batch in flight in memory."""
 
-    def __init__(self, path: Path, cache_mb: int = 16) -> None:
+    def __init__(self, path: Path, cache=None) -> None:
         # Imported here: a worker with the memory store never loads RocksDB.
-        from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
+        from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch
 
         self.path = path
         self._write_batch = WriteBatch
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         table = BlockBasedOptions()
-        table.set_block_cache(Cache(cache_mb * 1024 * 1024))
+        table.set_block_cache(cache if cache is not None else shared_block_cache())
+        # Most reads are of conversations not stored yet: a filter answers those
+        # without reading (and caching) a data block of every level.
+        table.set_bloom_filter(10, False)
         options.set_block_based_table_factory(table)
-        options.set_write_buffer_size(8 * 1024 * 1024)
+        options.set_write_buffer_size(4 * 1024 * 1024)
         options.set_max_write_buffer_number(2)
         self._options = options
         self._rdict = Rdict
@@ -223,6 +227,18 @@ class RocksStore:
     def close(self) -> None:
         """Close the database (its files stay, for the next start)."""
         self.db.close()
+
+
+#: The block cache all RocksDB stores of a process share, in MiB.
+BLOCK_CACHE_MB = 32
+
+
+@functools.cache
+def shared_block_cache():
+    """The process's one RocksDB block cache (one per store grew with the partitions)."""
+    from rocksdict import Cache
+
+    return Cache(BLOCK_CACHE_MB * 1024 * 1024)
 
 
 def open_store(kind: str, path: Path) -> MemoryStore | RocksStore:
