@@ -168,6 +168,10 @@ class KafkaClients:
             # Its metadata holds its input topic only: the first end_offsets of a
             # changelog partition fails and is retried after this (default 100 ms).
             "retry_backoff_ms": 20,
+            # The broker answers a connection's requests in order: a fetch waiting
+            # for data (default up to 500 ms) held up the end_offsets and
+            # committed-offset requests of partitions being acquired behind it.
+            "fetch_max_wait_ms": 100,
             **overrides,
         }
         return AIOKafkaConsumer(**kafka_client_kwargs(self.settings), **config)
