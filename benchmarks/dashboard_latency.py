@@ -38,6 +38,7 @@ from botstream.domain.plans import PlanRecord, add_plan
 from botstream.domain.stats import STAT_FIELDS
 from botstream.domain.timefmt import month_of, parse_month
 from botstream.stream.app import Worker, account_partition
+from botstream.stream.directory import Directory, announcement
 from botstream.stream.metrics import StreamMetrics
 from botstream.web.dashboard import Dashboard, account_path
 from botstream.web.feeds import CommittedFeeds
@@ -57,7 +58,7 @@ class HeldState:
         self.clock = lambda: now_s
         self.url = ""
         self.metrics = StreamMetrics()
-        self.directory: dict[int, str] = {}
+        self.directory = Directory()
         self.stages: dict = {}
         self.views = {p: SimpleNamespace(plans={}, usage={}, stats={}) for p in owned}
 
@@ -174,7 +175,9 @@ async def run(accounts: int, requests: int) -> None:
     for worker, feeds in zip(pair, pair_feeds, strict=True):
         runners.append(await serve(worker, feeds))
     for worker in pair:
-        worker.directory = {0: pair[0].url, 1: pair[0].url, 2: pair[1].url, 3: pair[1].url}
+        owners = {0: pair[0].url, 1: pair[0].url, 2: pair[1].url, 3: pair[1].url}
+        for partition, url in owners.items():
+            worker.directory.apply(*announcement(partition, url, 1, True))
     remote = next(f"acc-{n:05d}" for n in range(0, accounts, 10)
                   if account_partition(f"acc-{n:05d}", PARTITIONS) in (2, 3))  # fmt: skip
     try:

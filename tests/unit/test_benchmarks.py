@@ -156,3 +156,13 @@ def test_the_table_states_the_ratios_and_the_targets() -> None:
     assert "| faust (WRONG: 2 outcome records too many) | 300 | 300 | 3.00 |" in text
     assert ">= 250,000 ✗" in text
     assert "DIFFERENT from the reference" in text
+
+
+async def test_the_dashboard_latency_bench_answers_every_page(capsys) -> None:
+    """The bench serves the real dashboard over hand-built state (it asserts HTTP 200)."""
+    from benchmarks import dashboard_latency
+
+    await dashboard_latency.run(accounts=60, requests=2)
+    timed = [line for line in capsys.readouterr().out.splitlines() if "median" in line]
+    assert len(timed) == 6, timed
+    assert any("(remote)" in line for line in timed)
