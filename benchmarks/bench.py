@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import platform
 import sys
@@ -253,9 +254,20 @@ def vars_of(args: argparse.Namespace) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
 
+def _not_a_new_topics_leader_retry(record: logging.LogRecord) -> bool:
+    """Whether a log record is anything but a produce retry on a topic just created.
+
+    A broker lists a new partition's leader before that leader takes records;
+    the bench's own producers retry such NotLeaderForPartition answers at once,
+    and the warning of each retry only cluttered the table.
+    """
+    return "NotLeaderForPartitionError" not in record.getMessage()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the results."""
     args = parse_args(argv)
+    logging.getLogger("aiokafka.producer.sender").addFilter(_not_a_new_topics_leader_retry)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     log_dir = kit.bench_cache() / "logs" / stamp
     log_dir.mkdir(parents=True, exist_ok=True)

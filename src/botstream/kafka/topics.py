@@ -383,13 +383,8 @@ async def ensure_topics(
     return statuses
 
 
-async def _partition_counts(
-    admin: Any, names: list[str], timeout_s: float, led_only: bool = False
-) -> dict[str, int]:
-    """Partition count of each topic of ``names`` that exists.
-
-    With ``led_only``, only partitions that have a leader count.
-    """
+async def _partition_counts(admin: Any, names: list[str], timeout_s: float) -> dict[str, int]:
+    """Partition count of each topic of ``names`` that exists."""
     from aiokafka.errors import UnknownTopicOrPartitionError
 
     described = await asyncio.wait_for(admin.describe_topics(names), timeout_s)
@@ -397,10 +392,7 @@ async def _partition_counts(
     for topic in described:
         if topic["error_code"] == UnknownTopicOrPartitionError.errno:
             continue
-        partitions = topic["partitions"]
-        if led_only:
-            partitions = [p for p in partitions if p["leader"] >= 0 and not p["error_code"]]
-        counts[topic["topic"]] = len(partitions)
+        counts[topic["topic"]] = len(topic["partitions"])
     return counts
 
 
@@ -410,15 +402,13 @@ async def _await_created(
     """Partition counts once the broker's metadata shows the topics just created.
 
     The controller confirms a creation before the broker's metadata cache has
-    it; until then a new topic looks missing, has no partitions yet, or has
-    partitions without a leader (a producer would get NOT_LEADER and retry).
+    it; until then a new topic looks missing or has no partitions yet.
     """
     deadline = asyncio.get_running_loop().time() + timeout_s
-    wanted = {s.name: s.partitions for s in specs if s.name in created}
     while True:
-        led = await _partition_counts(admin, list(wanted), timeout_s, led_only=True)
-        if all(led.get(name) == count for name, count in wanted.items()):
-            return await _partition_counts(admin, [s.name for s in specs], timeout_s)
+        counts = await _partition_counts(admin, [s.name for s in specs], timeout_s)
+        if all(counts.get(name) for name in created):
+            return counts
         if asyncio.get_running_loop().time() >= deadline:
             raise TimeoutError
         await asyncio.sleep(0.1)
