@@ -47,6 +47,7 @@ from pathlib import Path
 import orjson
 
 from reliability.report import machine, number, table, write_section
+from reliability.report import rss_mib as process_rss_mib
 
 PARTS = ("conversation", "account-month", "history", "live")
 DAY_MS = 86_400_000
@@ -55,11 +56,7 @@ DAY_MS = 86_400_000
 def rss_mib() -> float:
     """This process's resident set size now, in MiB (after a full garbage collection)."""
     gc.collect()
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return process_rss_mib()
 
 
 def _settings(**domain):
@@ -442,7 +439,7 @@ async def live_part(bootstrap: str, work: Path, accounts: int) -> dict:
             result["reads_after_restore"] = await _check_reads(
                 worker, replay, expired, kept, problems
             )
-            result["worker_rss_mib"] = _process_rss_mib(worker.process.pid)
+            result["worker_rss_mib"] = process_rss_mib(worker.process.pid)
     except AssertionError as exc:
         problems.append(str(exc)[:800])
     finally:
@@ -477,14 +474,6 @@ async def _check_reads(worker, replay, expired, kept, problems: list[str]) -> st
         f"{gone} of {2 * len(expired)} reads of expired months 410, {same} of "
         f"{len(kept) + len(stats)} reads of kept months equal to the replay"
     )
-
-
-def _process_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 # -- main -----------------------------------------------------------------------------------

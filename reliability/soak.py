@@ -48,7 +48,7 @@ from pathlib import Path
 
 import orjson
 
-from reliability.report import DOC, machine, number, table, write_section
+from reliability.report import DOC, machine, number, rss_mib, table, write_section
 
 CHART = DOC.parent / "soak.png"
 SAMPLE_S = 10.0
@@ -290,15 +290,6 @@ class SoakRun:
     problems: list[str] = field(default_factory=list)
 
 
-def rss_mib_of(pid: int) -> float:
-    """The resident set size of process ``pid``, in MiB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 async def lags(settings) -> tuple[int, int, int]:
     """(conversation stage lag, account stage lag, events committed) on the input topics."""
     from tests.integration.harness import _end_offsets, group_offsets
@@ -408,7 +399,7 @@ async def soak(bootstrap: str, work: Path, args, run: SoakRun) -> None:
                 run.problems.append(f"the worker exited at {t:.0f} s:\n{worker.logs(10)}")
                 break
             lag, account_lag, committed = await lags(settings)
-            sample = Sample(t, rss_mib_of(worker.process.pid), lag, account_lag, sent.value,
+            sample = Sample(t, rss_mib(worker.process.pid), lag, account_lag, sent.value,
                             committed)  # fmt: skip
             run.samples.append(sample)
             print(

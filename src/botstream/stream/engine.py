@@ -531,7 +531,7 @@ class Stage:
                 # Offsets first: an AddOffsetsToTxn that reaches the coordinator while
                 # the broker verifies this transaction's produce requests (KIP-890)
                 # makes the broker answer NOT_ENOUGH_REPLICAS, and the producer
-                # retries after its 100 ms backoff.
+                # retries after its backoff (100 ms by default).
                 await producer.send_offsets_to_transaction(offsets, self.group_id)
                 await self._send(producer, partition, out, changes)
         except Exception as exc:

@@ -98,7 +98,7 @@ class MemoryStore(dict):
 class RocksStore:
     """Conversations in a RocksDB database; only the batch in flight in memory."""
 
-    def __init__(self, path: Path, cache=None) -> None:
+    def __init__(self, path: Path) -> None:
         # Imported here: a worker with the memory store never loads RocksDB.
         from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch
 
@@ -107,7 +107,7 @@ class RocksStore:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         table = BlockBasedOptions()
-        table.set_block_cache(cache if cache is not None else shared_block_cache())
+        table.set_block_cache(shared_block_cache())
         # Most reads are of conversations not stored yet: a filter answers those
         # without reading (and caching) a data block of every level.
         table.set_bloom_filter(10, False)
