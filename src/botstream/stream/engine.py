@@ -58,10 +58,10 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import InvalidProducerEpoch, ProducerFenced
-from aiokafka.structs import ConsumerRecord
 
 from botstream.config import Settings
 from botstream.kafka.partitioner import default_partition
+from botstream.kafka.records import InputRecord, raw_values
 from botstream.kafka.topics import kafka_client_kwargs
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class PartitionTask(Protocol):
     def restored(self) -> None:
         """Called once the changelog has been read to its end."""
 
-    def process(self, records: list[ConsumerRecord], now_ms: int, out: list[Output]) -> None:
+    def process(self, records: list[InputRecord], now_ms: int, out: list[Output]) -> None:
         """Handle a batch of input records, appending what to produce to ``out``."""
 
     def tick(self, now_ms: int, out: list[Output]) -> None:
@@ -172,6 +172,8 @@ class KafkaClients:
             # for data (default up to 500 ms) held up the end_offsets and
             # committed-offset requests of partitions being acquired behind it.
             "fetch_max_wait_ms": 100,
+            # The records as aiokafka decoded them, without a ConsumerRecord each.
+            "value_deserializer": raw_values,
             **overrides,
         }
         return AIOKafkaConsumer(**kafka_client_kwargs(self.settings), **config)
@@ -200,6 +202,7 @@ class KafkaClients:
             client_id=client_id,
             isolation_level="read_committed",
             enable_auto_commit=False,
+            value_deserializer=raw_values,
             # Not the default "latest": the reset it starts on assign can
             # complete after seek_to_beginning and move the position to the end.
             auto_offset_reset="earliest",
@@ -233,7 +236,7 @@ class _Owned:
     token: str
     last_active: float
     #: Record lists handed over by the consumer, not processed yet.
-    pending: list[list[ConsumerRecord]] = field(default_factory=list)
+    pending: list[list[InputRecord]] = field(default_factory=list)
     pending_records: int = 0
     #: Offset after the last record put in ``pending`` (what is queued is not queued twice).
     queued_to: int = 0
@@ -421,7 +424,7 @@ class Stage:
 
     # -- processing -------------------------------------------------------------------
 
-    def _dispatch(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    def _dispatch(self, batches: dict[TopicPartition, list[InputRecord]]) -> None:
         """Queue each partition's records for its runner (see :meth:`_run_partition`)."""
         for tp, records in batches.items():
             owned = self.owned.get(tp.partition)
@@ -471,7 +474,7 @@ class Stage:
                 return
             if self._paused_too_long():
                 continue  # a zombie: the processing loop drops everything
-            records: list[ConsumerRecord] = []
+            records: list[InputRecord] = []
             while owned.pending and len(records) < self.max_batch:
                 records += owned.pending.pop(0)
             owned.pending_records -= len(records)
@@ -558,10 +561,14 @@ class Stage:
         where Kafka's default partitioner would send them.
         """
         groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        known = self._key_partitions
         for item in out:
             target = item.partition
             if target is None:
-                target = await self._partition_for(producer, item.topic, item.key, partition)
+                # Most keys were seen before: a dict lookup, no coroutine per record.
+                target = known.get((item.topic, item.key))
+                if target is None:
+                    target = await self._partition_for(producer, item.topic, item.key, partition)
             entries = groups.get((item.topic, target))
             if entries is None:
                 entries = groups[(item.topic, target)] = []

@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
-from aiokafka.structs import ConsumerRecord
 
 from botstream.config import Settings
 from botstream.domain.conversation import encoded_last_at_and_ended
@@ -39,6 +38,7 @@ from botstream.domain.partition import Expired, PartitionProcessor, Revision, de
 from botstream.domain.plans import PlanHistory, PlanRecord, add_plan, decode_plan
 from botstream.domain.stats import StatsChange, apply_kept_stats_change
 from botstream.errors import InvalidRecord
+from botstream.kafka.records import InputRecord
 from botstream.stream.engine import Output
 from botstream.stream.memory import release_free_memory
 from botstream.stream.stores import open_store
@@ -63,6 +63,7 @@ class ConversationTask:
         #: (in batches) rather than all at once in :meth:`restored`.
         self._restored_deadlines: dict[str, int] = {}
         topics = settings.topics
+        self._input = topics.events
         self._outcomes, self._updates = topics.outcomes, topics.account_updates
 
     # -- changelog ------------------------------------------------------------------
@@ -129,7 +130,7 @@ class ConversationTask:
 
     # -- processing -----------------------------------------------------------------
 
-    def process(self, records: list[ConsumerRecord], now_ms: int, out: list[Output]) -> None:
+    def process(self, records: list[InputRecord], now_ms: int, out: list[Output]) -> None:
         """Decode and apply each event; publish revisions, charges and dead letters."""
         process = self.processor.process
         max_bytes = self.settings.domain.max_event_bytes
@@ -137,7 +138,11 @@ class ConversationTask:
             try:
                 outputs = process(decode_event(record.value or b"", max_bytes), now_ms)
             except InvalidRecord as error:
-                out.append(dead_letter_output(error, record, self.settings, self.metrics))
+                out.append(
+                    dead_letter_output(
+                        error, self._input, self.partition, record, self.settings, self.metrics
+                    )
+                )
                 continue
             if outputs:
                 self._publish(outputs, out)
@@ -181,6 +186,7 @@ class PlanTask:
     """Plan records of one ``account-plans`` partition: validated, re-keyed by account."""
 
     def __init__(self, partition: int, settings: Settings, metrics=None) -> None:
+        self.partition = partition
         self.settings = settings
         self.metrics = metrics
 
@@ -207,14 +213,18 @@ class PlanTask:
     def tick(self, now_ms: int, out: list[Output]) -> None:
         """No wall-clock duties."""
 
-    def process(self, records: list[ConsumerRecord], now_ms: int, out: list[Output]) -> None:
+    def process(self, records: list[InputRecord], now_ms: int, out: list[Output]) -> None:
         """Forward each valid plan record to the account stage; dead-letter the rest."""
         topics = self.settings.topics
         for record in records:
             try:
                 plan = decode_plan(record.value or b"", self.settings.domain)
             except InvalidRecord as error:
-                out.append(dead_letter_output(error, record, self.settings, self.metrics))
+                out.append(
+                    dead_letter_output(
+                        error, topics.plans, self.partition, record, self.settings, self.metrics
+                    )
+                )
                 continue
             out.append(Output(topics.account_updates, plan.account_id.encode(), encode_plan(plan)))
 
@@ -392,7 +402,7 @@ class AccountTask:
         self._in_flight, self._dirty = self._dirty, set()
         return changes
 
-    def process(self, records: list[ConsumerRecord], now_ms: int, out: list[Output]) -> None:
+    def process(self, records: list[InputRecord], now_ms: int, out: list[Output]) -> None:
         """Apply charges, statistics changes and plan changes in log order."""
         if self._release:
             self._release = False
@@ -489,14 +499,17 @@ class AccountTask:
 
 
 def dead_letter_output(
-    error: InvalidRecord, record: ConsumerRecord, settings: Settings, metrics=None
+    error: InvalidRecord,
+    topic: str,
+    partition: int,
+    record: InputRecord,
+    settings: Settings,
+    metrics=None,
 ) -> Output:
-    """The dead letter of a bad input record, keyed by the record's own key."""
+    """The dead letter of a bad input record of ``topic``, keyed by the record's own key."""
     if metrics is not None:
-        metrics.dead_letter(record.topic, error.code)
-    letter = dead_letter(
-        error, record.topic, record.partition, record.offset, record.key, record.value
-    )
+        metrics.dead_letter(topic, error.code)
+    letter = dead_letter(error, topic, partition, record.offset, record.key, record.value)
     return Output(settings.topics.dead_letters, dead_letter_key(record.key), orjson.dumps(letter))
 
 

@@ -13,7 +13,8 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from botstream.domain.events import _decode_checked, decode_event
+from botstream.domain import events
+from botstream.domain.events import _decode_checked, _decode_general, decode_event
 from botstream.errors import InvalidRecord
 from tests.unit.domain.test_events import (
     EXAMPLE,
@@ -36,7 +37,56 @@ def _outcome(decode, raw: bytes, max_bytes: int = 64 * 1024) -> object:
 
 
 def _assert_same(raw: bytes, max_bytes: int = 64 * 1024) -> None:
-    assert _outcome(decode_event, raw, max_bytes) == _outcome(_decode_checked, raw, max_bytes)
+    checked = _outcome(_decode_checked, raw, max_bytes)
+    assert _outcome(decode_event, raw, max_bytes) == checked
+    if len(raw) <= max_bytes:  # the general path is only taken within the limit
+        assert _outcome(_decode_general, raw, max_bytes) == checked
+
+
+def _with(fragment: bytes, field: bytes = b"data") -> bytes:
+    """The example event, its ``field`` set to the raw JSON ``fragment``."""
+    return encode(EXAMPLE)[:-1] + b',"' + field + b'":' + fragment + b"}"
+
+
+# Where msgspec and orjson part ways: what msgspec accepts in a value it only
+# skips, or counts differently. Each must be judged as _decode_checked does.
+RAW_EDGES = [
+    ("data-number-beyond-double", _with(b'{"x":1e400}')),
+    ("data-negative-number-beyond-double", _with(b'{"x":-1e400}')),
+    ("data-largest-double", _with(b'{"x":1.7976931348623157e308}')),
+    ("data-integer-beyond-64-bits", _with(b'{"x":123456789012345678901234567890}')),
+    ("data-invalid-utf8-value", _with(b'{"x":"\xff"}')),
+    ("data-encoded-surrogate", _with(b'{"x":"\xed\xa0\x80"}')),
+    ("data-invalid-utf8-key", _with(b'{"\xff":1}')),
+    ("data-lone-surrogate-escape", _with(b'{"x":"\\ud800"}')),
+    ("data-nesting-1000", _with(b"[" * 1000 + b"]" * 1000)),
+    ("data-nesting-1023", _with(b"[" * 1023 + b"]" * 1023)),
+    ("data-nesting-1025", _with(b"[" * 1025 + b"]" * 1025)),
+    ("data-initiator-twice", _with(b'{"initiator":"bogus","initiator":"agent"}')),
+    ("data-initiator-twice-bad-last", _with(b'{"initiator":"agent","initiator":"bogus"}')),
+    ("extra-number-beyond-double", _with(b"1e400", b"extra")),
+    ("extra-invalid-utf8", _with(b'"\xff"', b"extra")),
+    ("extra-field", _with(b"[1, {}]", b"extra")),
+    (
+        "event-id-bad-then-good",
+        _with(b'"e-2"', b"event_id").replace(b'"event_id":"', b'"event_id":5,"y":"', 1),
+    ),
+    ("event-id-good-then-bad", _with(b"5", b"event_id")),
+    ("event-id-twice", _with(b'"e-2"', b"event_id")),
+    ("escaped-key", encode(EXAMPLE).replace(b'"account_id"', b'"account\\u005fid"')),
+    (
+        "ids-128-non-ascii",
+        encode(example(event_id="\u00e9" * 128, conversation_id="\U0001f600" * 128)),
+    ),
+    ("ids-129-non-ascii", encode(example(account_id="\u00e9" * 129))),
+    ("visitor-id-129-non-ascii", encode(example(visitor_id="\U0001f600" * 129))),
+    ("visitor-id-number", encode(example(visitor_id=7))),
+    ("data-list", encode(example(data=[1]))),
+    ("data-string", encode(example(data="x"))),
+    ("type-null", encode(example(type=None))),
+    ("trailing-whitespace", encode(EXAMPLE) + b" \r\n"),
+    ("leading-bom", b"\xef\xbb\xbf" + encode(EXAMPLE)),
+]
 
 
 # Cases aimed at the fast path's shortcuts: optional fields that are present but
@@ -84,6 +134,11 @@ def test_paths_agree_on_raw_records(raw):
     _assert_same(raw)
 
 
+@pytest.mark.parametrize("raw", [c[1] for c in RAW_EDGES], ids=[c[0] for c in RAW_EDGES])
+def test_paths_agree_where_msgspec_and_orjson_differ(raw):
+    _assert_same(raw)
+
+
 @pytest.mark.parametrize("value", _schema_cases("widget-event", "valid"))
 def test_paths_agree_on_schema_valid_cases(value):
     _assert_same(orjson.dumps(value))
@@ -119,3 +174,13 @@ def test_paths_agree_on_random_events(record: dict) -> None:
 @given(_timestamps)
 def test_paths_agree_on_random_timestamps(text: str) -> None:
     _assert_same(json.dumps({**_VALID_EVENT, "occurred_at": text}).encode())
+
+
+def test_the_common_event_takes_the_typed_path(monkeypatch):
+    def general_path_taken(raw: bytes, max_bytes: int) -> None:
+        raise AssertionError("the general path decoded a common event")
+
+    monkeypatch.setattr(events, "_decode_general", general_path_taken)
+    for obj in (EXAMPLE, example(type="conversation.closed", data={"closed_by": "chatbot"})):
+        raw = encode(obj)
+        assert decode_event(raw) == _decode_checked(raw, 64 * 1024)
