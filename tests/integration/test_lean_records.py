@@ -21,9 +21,7 @@ pytestmark = pytest.mark.integration
 
 async def _write(settings, topic: str) -> list[tuple[bytes | None, bytes]]:
     """Committed, aborted and committed transactions on partition 0; what was committed."""
-    producer = AIOKafkaProducer(
-        **kafka_client_kwargs(settings), transactional_id=f"{topic}-writer"
-    )
+    producer = AIOKafkaProducer(**kafka_client_kwargs(settings), transactional_id=f"{topic}-writer")
     await producer.start()
     committed: list[tuple[bytes | None, bytes]] = []
     try:
@@ -89,8 +87,6 @@ async def test_unwrapped_records_are_the_committed_records_and_only_when_asked(
     assert not any(isinstance(record, ConsumerRecord) for record in lean)
     assert all(isinstance(record, ConsumerRecord) for record in plain)
     assert [(r.key, r.value) for r in lean] == committed
-    assert [(r.offset, r.key, r.value) for r in lean] == [
-        (r.offset, r.key, r.value) for r in plain
-    ]
+    assert [(r.offset, r.key, r.value) for r in lean] == [(r.offset, r.key, r.value) for r in plain]
     # The aborted transaction's 500 records sit between the two committed ones.
     assert lean[500].offset > lean[499].offset + 500
