@@ -71,7 +71,10 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 
+# botstream's modules byte-compiled first, as an installed package's are (an editable
+# install compiles them on import, and every time where PYTHONDONTWRITEBYTECODE is set).
 bench: $(BENCH_STAMP)
+	@$(BIN)/python -m compileall -q src benchmarks >/dev/null
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 lint: $(STAMP)

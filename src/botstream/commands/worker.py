@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     import faust
 
     from botstream.stream.app import create_app
+    from botstream.stream.memory import pace_garbage_collector
 
     settings = settings_from_args(args)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -78,5 +79,6 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=args.log_level, quiet=True)
+    pace_garbage_collector()
     worker.execute_from_commandline()
     return 0
