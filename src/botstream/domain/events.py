@@ -9,7 +9,6 @@ published form of the same rules; a unit test feeds the schema's cases to both.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from enum import IntEnum
 from operator import itemgetter
 from typing import Annotated, Any
@@ -72,8 +71,7 @@ _ABSENT_CLOSED_BY = "system"
 _ABSENT_INITIATOR = "visitor"
 
 
-@dataclass(slots=True)
-class WidgetEvent:
+class WidgetEvent(msgspec.Struct, gc=False):
     """A valid widget event, reduced to what botstream uses. Times are epoch ms (UTC)."""
 
     event_id: str

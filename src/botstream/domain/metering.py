@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import msgspec
+
 from botstream.domain.config import DomainConfig
 from botstream.domain.plans import PlanHistory, plan_at
 from botstream.domain.timefmt import format_timestamp
@@ -14,8 +16,7 @@ LIMIT_REACHED = "quota.limit_reached"
 EXCEEDED = "quota.exceeded"
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(msgspec.Struct, frozen=True, gc=False):
     """One billable chatbot conversation, counted toward ``month`` of its ``billable_at``."""
 
     account_id: str

@@ -11,9 +11,10 @@ the same code runs over a dict or over a Faust table.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from typing import Protocol
+
+import msgspec
 
 from botstream.domain.config import DomainConfig
 from botstream.domain.conversation import Conversation, decode_conversation, new_conversation
@@ -65,8 +66,7 @@ class DictStore(dict):
         self.pop(conversation_id, None)
 
 
-@dataclass(frozen=True, slots=True)
-class Revision:
+class Revision(msgspec.Struct, frozen=True, gc=False):
     """A new outcome revision of a conversation, and how it moves the statistics.
 
     The record is built on demand by :meth:`record`, from the live state: call
@@ -85,8 +85,7 @@ class Revision:
         return self.state.outcome_record(self.conversation_id, self.end_reason)
 
 
-@dataclass(frozen=True, slots=True)
-class Expired:
+class Expired(msgspec.Struct, frozen=True, gc=False):
     """A conversation's state was dropped, ``retention`` after it ended.
 
     Nothing is published for it: its last revision stays the latest. The live

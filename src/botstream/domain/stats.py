@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from botstream.domain.conversation import OUTCOME_NAMES, Outcome
 
@@ -17,8 +17,7 @@ STAT_FIELDS = tuple(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StatsChange:
+class StatsChange(msgspec.Struct, frozen=True, gc=False):
     """A conversation's latest revision moved it from one (month, outcome) to another.
 
     ``old`` is None for a conversation's first revision; only the latest
