@@ -415,3 +415,37 @@ def test_crlf_line_rejected_by_the_processor_is_one_dead_letter():
     assert [d["error"].split(":")[0] for d in result.dead_letters] == ["late"]
     assert base64.b64decode(result.dead_letters[0]["value"]) == late
     assert set(latest_outcomes(result)) == {"c-1"}
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_compacting_ended_states_early_or_late_gives_the_same_bytes(partitions):
+    """Ended states held as objects or compacted at once: the same results, in the same order."""
+    from botstream.sim.generator import SimConfig, TrafficSimulator
+
+    simulator = TrafficSimulator(SimConfig(seed=5, count=6_000))
+    plans = [record.value for record in simulator.plan_records()]
+    events = [record.value for record in simulator.events()]
+    config = DomainConfig(idle_timeout_ms=5 * 60_000, retention_ms=3_600_000)
+
+    def run(max_ended_objects: int) -> tuple[ReplayResult, int]:
+        engine = ReplayEngine(config, partitions, max_ended_objects=max_ended_objects)
+        for offset, raw in enumerate(plans):
+            engine.add_plan(raw, "plans.jsonl", offset)
+        compacted = 0
+        for offset, raw in enumerate(events):
+            engine.add_event(raw, "events.jsonl", offset)
+            if offset % 500 == 0:
+                compacted = max(
+                    compacted, sum(type(v) is bytes for v in engine.result.store.values())
+                )
+        return engine.finish(), compacted
+
+    (objects, held_compact), (compact, compacted) = run(1_000_000), run(1)
+    assert held_compact == 0
+    assert compacted > 50  # the small bound did compact, many times over
+    assert objects.revisions > 500 and len(objects.store.dropped) > 100
+    assert list(objects.outcome_records()) == list(compact.outcome_records())
+    assert objects.usage == compact.usage
+    assert objects.alerts == compact.alerts
+    assert objects.stats_records() == compact.stats_records()
+    assert objects.dead_letters == compact.dead_letters
