@@ -9,7 +9,7 @@ import gc
 
 #: Allocations of container objects, net of deallocations, between two collections of
 #: the youngest generation (Python's default is 700).
-YOUNG_COLLECTION_THRESHOLD = 50_000
+YOUNG_COLLECTION_THRESHOLD = 10_000
 
 
 def pace_garbage_collector() -> None:
@@ -21,10 +21,13 @@ def pace_garbage_collector() -> None:
     records, found the batch alive each time, and promoted it, generation by
     generation, until full collections ran over everything the process holds:
     1.85 s of a 500,000-event run went to the collector, 18 full collections
-    among them. Collected every 50,000 objects instead, a batch is
-    mostly gone before the collector looks at it. The objects made while
-    starting (modules, the app, the web server) live as long as the process;
-    frozen, no collection walks them again. Together: 0.23 s.
+    among them. Collected every 10,000 objects instead, most of a batch is gone
+    before the collector looks at it: 0.31 s. (Every 50,000: 0.23 s, but the
+    cyclic garbage of aiokafka's requests, fetched buffers included, then
+    waited longer to be freed: a worker holding a million conversations peaked
+    20 to 30 MB higher.) The objects made while starting (modules, the app, the
+    web server) live as long as the process; frozen, no collection walks them
+    again.
 
     Nothing here relies on the collector for memory: states, records and
     outputs are freed by reference counting, and none of them form cycles.
