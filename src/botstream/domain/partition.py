@@ -98,6 +98,10 @@ class Expired(msgspec.Struct, frozen=True, gc=False):
 
 Output = Revision | Charge | Expired
 
+#: Timers wait by the hour of their deadline until event time reaches it (an hour
+#: rather than a minute: the replay of a sparse log opened a minute per timer).
+TIMER_BUCKET_MS = 3_600_000
+
 
 def deadline_of(last_at: int, ended: bool, config: DomainConfig) -> int:
     """When a conversation next needs attention: its idle end if open, its expiry if ended."""
@@ -132,8 +136,8 @@ class PartitionProcessor:
         #: The largest event time applied (bounded by wall clock in the live stream).
         self.watermark = watermark
         self.duplicates = 0
-        # Timers: one valid (deadline, conversation id) heap entry per conversation;
-        # entries whose deadline no longer matches ``_scheduled`` are stale and skipped.
+        # Timers (see _schedule): the deadline of every conversation held, the ids
+        # scheduled into each hour not yet reached, and a heap of those hours.
         if deadlines is None:
             deadlines = {}
             for conversation_id, state in store.items():
@@ -141,10 +145,19 @@ class PartitionProcessor:
                     state = decode_conversation(state)
                 deadlines[conversation_id] = self._deadline(state)
         self._scheduled: dict[str, int] = deadlines
-        self._deadlines: list[tuple[int, str]] = [
-            (deadline, conversation_id) for conversation_id, deadline in deadlines.items()
-        ]
-        heapify(self._deadlines)
+        self._buckets: dict[int, list[str]] = {}
+        for conversation_id, deadline in deadlines.items():
+            bucket = deadline // TIMER_BUCKET_MS
+            ids = self._buckets.get(bucket)
+            if ids is None:
+                self._buckets[bucket] = [conversation_id]
+            else:
+                ids.append(conversation_id)
+        self._bucket_heap: list[int] = list(self._buckets)
+        heapify(self._bucket_heap)
+        #: The last bucket opened: later deadlines wait in ``_buckets``, the others in ``_due``.
+        self._due_bucket = -1
+        self._due: list[tuple[int, str]] = []
 
     @property
     def open_conversations(self) -> int:
@@ -231,8 +244,15 @@ class PartitionProcessor:
                 self._put(conversation_id, state)
         if reschedule:
             self._schedule(conversation_id, deadline)
-        if advanced and self._deadlines[0][0] <= watermark:
-            self._fire_timers(watermark, outputs)
+        if advanced:
+            due = self._due
+            if due:
+                fire = due[0][0] <= watermark
+            else:
+                waiting = self._bucket_heap
+                fire = bool(waiting) and waiting[0] * TIMER_BUCKET_MS <= watermark
+            if fire:
+                self._fire_timers(watermark, outputs)
         return outputs
 
     def advance(self, to_ms: int) -> list[Output]:
@@ -250,9 +270,8 @@ class PartitionProcessor:
     def end_all(self) -> list[Output]:
         """End every open conversation by inactivity (the end of an offline replay)."""
         outputs: list[Output] = []
-        for deadline, conversation_id in sorted(self._deadlines):
-            if self._scheduled.get(conversation_id) != deadline:
-                continue
+        timers = sorted((deadline, id_) for id_, deadline in self._scheduled.items())
+        for _deadline, conversation_id in timers:
             state = self._load(conversation_id)
             if state is not None and not state.ended:
                 outputs.append(self._end_by_inactivity(conversation_id, state))
@@ -271,17 +290,62 @@ class PartitionProcessor:
         return deadline_of(state.last_at, state.ended, self.config)
 
     def _schedule(self, conversation_id: str, deadline: int) -> None:
+        """Set the conversation's timer; an earlier one of it becomes stale.
+
+        A timer fires in the order of (deadline, conversation id), as a heap of
+        such pairs would have it, but only the timers of hours opened so far are
+        pairs in a heap (``_due``): the others are ids in their hour's list, 8
+        bytes each rather than 64 for a pair and its heap slot. An hour is
+        opened when event time reaches it; its list may name an id whose
+        deadline has moved since, which the opening skips.
+        """
         self._scheduled[conversation_id] = deadline
-        heappush(self._deadlines, (deadline, conversation_id))
+        bucket = deadline // TIMER_BUCKET_MS
+        if bucket <= self._due_bucket:
+            heappush(self._due, (deadline, conversation_id))
+            return
+        ids = self._buckets.get(bucket)
+        if ids is None:
+            self._buckets[bucket] = [conversation_id]
+            heappush(self._bucket_heap, bucket)
+        else:
+            ids.append(conversation_id)
+
+    def _open_bucket(self) -> None:
+        """Move the earliest waiting hour's timers into ``_due`` (which is empty)."""
+        bucket = heappop(self._bucket_heap)
+        self._due_bucket = bucket
+        scheduled = self._scheduled
+        due = self._due
+        seen: set[str] = set()
+        for conversation_id in self._buckets.pop(bucket):
+            deadline = scheduled.get(conversation_id)
+            if (
+                deadline is not None
+                and deadline // TIMER_BUCKET_MS == bucket
+                and conversation_id not in seen
+            ):
+                seen.add(conversation_id)
+                due.append((deadline, conversation_id))
+        heapify(due)
 
     def _fire_timers(self, watermark: int, outputs: list[Output]) -> None:
-        heap = self._deadlines
+        heap = self._due
+        buckets = self._bucket_heap
         scheduled = self._scheduled
         get = self._get
         # _load and _deadline, inlined: this runs for about one event in six.
         idle_timeout_ms = self._idle_timeout_ms
         retention_ms = self._retention_ms
-        while heap and heap[0][0] <= watermark:
+        while True:
+            if not heap:
+                # Every timer still in an hour's list is later than any in ``_due``.
+                if not buckets or buckets[0] * TIMER_BUCKET_MS > watermark:
+                    return
+                self._open_bucket()
+                continue
+            if heap[0][0] > watermark:
+                return
             deadline, conversation_id = heappop(heap)
             if scheduled.get(conversation_id) != deadline:
                 continue
@@ -293,8 +357,7 @@ class PartitionProcessor:
                 state = decode_conversation(state)
             actual = state.last_at + (retention_ms if state.ended else idle_timeout_ms)
             if actual > watermark:
-                scheduled[conversation_id] = actual
-                heappush(heap, (actual, conversation_id))
+                self._schedule(conversation_id, actual)
             elif state.ended:
                 del scheduled[conversation_id]
                 self.store.delete(conversation_id)
