@@ -7,7 +7,7 @@ changelog. They differ in what a worker holds in memory and in how it comes
 back after a restart:
 
 * :class:`MemoryStore` holds every conversation in memory, encoded between
-  batches (about 520 bytes each with its timer). After a restart it is rebuilt
+  batches (about 460 bytes each with its timer). After a restart it is rebuilt
   from the changelog.
 * :class:`RocksStore` holds only the batch in flight in memory; everything
   else is in a RocksDB database in the worker's data directory, written after
@@ -45,8 +45,8 @@ class MemoryStore(dict):
     """Every conversation in memory; changed ones remembered until :meth:`take_changes`.
 
     Between batches every conversation is held in its compact encoded form
-    (the changelog's), about 530 bytes of memory each with its timer, against
-    about 1.4 KB as an object; the processor decodes one when it is touched.
+    (the changelog's), about 460 bytes of memory each with its timer, against
+    about 1.3 KB as an object; the processor decodes one when it is touched.
     """
 
     def __init__(self) -> None:
