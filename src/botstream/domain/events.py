@@ -168,15 +168,7 @@ def _decode_general(raw: bytes, max_bytes: int) -> WidgetEvent:
         "".join(required)
         event_id, type_name, occurred_at, account_id, conversation_id = required
         kind = EVENT_TYPES[type_name]
-        # The canonical form of an hour already seen: timefmt's table lookups, inlined.
-        try:
-            at = (
-                HOUR_STARTS[occurred_at[:13]]
-                + MINUTE_SECOND_OFFSETS[occurred_at[13:19]]
-                + MILLISECOND_OFFSETS[occurred_at[19:]]
-            )
-        except KeyError:
-            at = parse_timestamp_ms(occurred_at)
+        at = parse_timestamp_ms(occurred_at)
         visitor_id = obj.get("visitor_id")
         data = obj.get("data")
         if (

@@ -146,18 +146,12 @@ class PartitionProcessor:
                 deadlines[conversation_id] = self._deadline(state)
         self._scheduled: dict[str, int] = deadlines
         self._buckets: dict[int, list[str]] = {}
-        for conversation_id, deadline in deadlines.items():
-            bucket = deadline // TIMER_BUCKET_MS
-            ids = self._buckets.get(bucket)
-            if ids is None:
-                self._buckets[bucket] = [conversation_id]
-            else:
-                ids.append(conversation_id)
-        self._bucket_heap: list[int] = list(self._buckets)
-        heapify(self._bucket_heap)
+        self._bucket_heap: list[int] = []
         #: The last bucket opened: later deadlines wait in ``_buckets``, the others in ``_due``.
         self._due_bucket = -1
         self._due: list[tuple[int, str]] = []
+        for conversation_id, deadline in deadlines.items():
+            self._schedule(conversation_id, deadline)
 
     @property
     def open_conversations(self) -> int:
