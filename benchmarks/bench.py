@@ -96,7 +96,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--latency-seconds",
         type=float,
         default=30,
-        help="seconds of traffic at each rate (default 30)",
+        help="measured seconds of traffic in each latency run (default 30)",
+    )
+    parser.add_argument(
+        "--latency-warmup",
+        type=float,
+        default=10,
+        help="seconds of traffic before the measured ones, reported apart (default 10)",
+    )
+    parser.add_argument(
+        "--latency-runs",
+        type=int,
+        default=3,
+        help="runs at each rate, each with a fresh worker; samples pooled (default 3)",
     )
     parser.add_argument(
         "--conversations",
@@ -211,7 +223,14 @@ async def run_sections(args: argparse.Namespace, bootstrap: str, log_dir: Path) 
 
         rates, half = latency_rates(args, results)
         results["latency"] = await latency.measure(
-            bootstrap, log_dir, rates=rates, seconds=args.latency_seconds, half_max=half
+            bootstrap,
+            log_dir,
+            rates=rates,
+            seconds=args.latency_seconds,
+            warmup_s=args.latency_warmup,
+            runs=args.latency_runs,
+            half_max=half,
+            warm_broker="throughput" not in args.sections,
         )
     if "memory" in args.sections:
         from benchmarks import memory

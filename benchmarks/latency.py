@@ -26,10 +26,21 @@ folds them. That gives, for every conversation:
 
 Conversations ended by inactivity are not sampled (their end depends on when
 event time passes, not on one event).
+
+**Steady state.** Each run offers the rate for a warm-up (default 10 s)
+before the measured seconds. A fresh worker's first seconds are not its
+steady state: its state fills from nothing, the broker's fresh topics and
+transactional ids get their first requests, the broker's JIT compiles what
+the new load runs. Events sent during the warm-up are left out of the
+figures (the practice of the OpenMessaging Benchmark's warm-up) and reported
+on their own, so the start-up cost stays in view. Each rate runs several
+times (default 3), each with a fresh worker and topics; the figures pool the
+samples of every run, and each run's p99 is kept too.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import pickle
 import shutil
@@ -37,9 +48,10 @@ import tempfile
 import time
 from array import array
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
+import msgspec
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import murmur2
 
@@ -82,6 +94,28 @@ def causes(records: list[kit.Record], settings) -> tuple[dict[str, int], dict[st
     return outcome_cause, charge_cause
 
 
+class _Outcome(msgspec.Struct):
+    conversation_id: str
+    end_reason: str | None = None
+
+
+class _Charge(msgspec.Struct):
+    account_id: str
+    month: str
+    conversation_id: str
+
+
+class _Usage(msgspec.Struct):
+    account_id: str
+    month: str
+    used: int
+
+
+_OUTCOME = msgspec.json.Decoder(_Outcome)
+_CHARGE = msgspec.json.Decoder(_Charge)
+_USAGE = msgspec.json.Decoder(_Usage)
+
+
 class Follower:
     """Follows the worker's outputs ``read_committed`` and notes when each became visible."""
 
@@ -118,27 +152,30 @@ class Follower:
             await self._consumer.stop()
 
     async def poll(self) -> None:
-        """Read what is visible now, noting the time."""
+        """Read what is visible now, noting the time.
+
+        Only the fields it needs are decoded (msgspec skips the rest): the
+        follower shares the two cores with what it measures.
+        """
         batch = await self._consumer.getmany(timeout_ms=20, max_records=20_000)
         seen = time.time()
         topics = self.topics
         for tp, records in batch.items():
             if tp.topic == topics.outcomes:
                 for record in records:
-                    outcome = orjson.loads(record.value)
-                    if outcome["end_reason"] in ("closed", "visitor_left"):
-                        self.outcome_seen.setdefault(outcome["conversation_id"], seen)
+                    outcome = _OUTCOME.decode(record.value)
+                    if outcome.end_reason in ("closed", "visitor_left"):
+                        self.outcome_seen.setdefault(outcome.conversation_id, seen)
             elif tp.topic == topics.account_updates:
                 for record in records:
                     if record.value.startswith(b'{"t":"charge"'):
-                        update = orjson.loads(record.value)
-                        key = (update["account_id"], update["month"])
-                        self.charge_order[key].append(update["conversation_id"])
+                        charge = _CHARGE.decode(record.value)
+                        key = (charge.account_id, charge.month)
+                        self.charge_order[key].append(charge.conversation_id)
             else:
                 for record in records:
-                    usage = orjson.loads(record.value)
-                    key = (usage["account_id"], usage["month"], usage["used"])
-                    self.usage_seen.setdefault(key, seen)
+                    usage = _USAGE.decode(record.value)
+                    self.usage_seen.setdefault((usage.account_id, usage.month, usage.used), seen)
 
     def charge_seen(self) -> dict[str, float]:
         """conversation id -> when the usage record counting its charge became visible."""
@@ -164,11 +201,24 @@ def figures(latencies_ms: list[float], expected: int) -> dict:
     }
 
 
-async def one_rate(bootstrap: str, log_dir: Path, rate: int, seconds: float, index: int) -> dict:
-    """A fresh worker at one offered rate; the latency figures."""
+@dataclass
+class Run:
+    """One run at one rate: its summary, and its samples (ms) after and during the warm-up."""
+
+    summary: dict
+    outcome_ms: list[float] = field(default_factory=list)
+    charge_ms: list[float] = field(default_factory=list)
+    warmup_outcome_ms: list[float] = field(default_factory=list)
+    warmup_charge_ms: list[float] = field(default_factory=list)
+
+
+async def one_rate(
+    bootstrap: str, log_dir: Path, rate: int, seconds: float, warmup_s: float, index: int
+) -> Run:
+    """A fresh worker at one offered rate for ``warmup_s + seconds``; its samples."""
     from botstream.kafka.topics import ensure_topics
 
-    count = max(1, int(rate * seconds))
+    count = max(1, int(rate * (warmup_s + seconds)))
     traffic = kit.simulated_traffic(count, seed=11 + index)
     tag = f"bench-lat{index}-{rate}"
     settings = kit.botstream_settings(bootstrap, f"{tag}-")
@@ -181,13 +231,18 @@ async def one_rate(bootstrap: str, log_dir: Path, rate: int, seconds: float, ind
     records_path.write_bytes(pickle.dumps(traffic.events))
     follower = Follower(bootstrap, settings.topics)
     producer = None
+    # The traffic and its causes are millions of objects that live all run: out of
+    # the collector's reach, its full passes (~100 ms each, long enough to delay
+    # the follower's clock readings) walk only what the follower adds.
+    gc.collect()
+    gc.freeze()
     try:
         worker.start(tag)
         ready_s = await worker.wait_ready()
         await follower.start()
         kit.log(
             f"latency at {rate:,} events/s: worker ready in {ready_s:.1f} s, "
-            f"{count:,} events over {seconds:g} s"
+            f"{count:,} events over {warmup_s:g} s of warm-up and {seconds:g} s measured"
         )
         producer = kit.Child(
             [
@@ -222,53 +277,120 @@ async def one_rate(bootstrap: str, log_dir: Path, rate: int, seconds: float, ind
                 follower.charge_seen()
             ) >= len(charge_cause):
                 break
+        measured_from = sent[0] + warmup_s
+        run = Run({})
         charge_seen = follower.charge_seen()
-        outcome_ms = [
-            (follower.outcome_seen[c] - sent[i]) * 1000
-            for c, i in outcome_cause.items()
-            if c in follower.outcome_seen
-        ]
-        charge_ms = [
-            (charge_seen[c] - sent[i]) * 1000 for c, i in charge_cause.items() if c in charge_seen
-        ]
+        for seen, cause, steady, warm in (
+            (follower.outcome_seen, outcome_cause, run.outcome_ms, run.warmup_outcome_ms),
+            (charge_seen, charge_cause, run.charge_ms, run.warmup_charge_ms),
+        ):
+            for conversation, index in cause.items():
+                if conversation in seen:
+                    into = steady if sent[index] >= measured_from else warm
+                    into.append((seen[conversation] - sent[index]) * 1000)
         span = sent[-1] - sent[0] if len(sent) > 1 else 0
-        result = {
-            "offered_per_s": rate,
+        outcomes_expected = _expected(outcome_cause, sent, measured_from)
+        charges_expected = _expected(charge_cause, sent, measured_from)
+        run.summary = {
             "achieved_per_s": (len(sent) - 1) / span if span else None,
             "events": len(traffic.events),
             "worker_ready_s": ready_s,
             "load_before": load,
-            "outcome": figures(outcome_ms, len(outcome_cause)),
-            "charge": figures(charge_ms, len(charge_cause)),
-            "negative_samples": sum(1 for v in outcome_ms + charge_ms if v < 0),
+            "outcome": figures(run.outcome_ms, outcomes_expected),
+            "charge": figures(run.charge_ms, charges_expected),
+            "warmup": {
+                "outcome": figures(run.warmup_outcome_ms, len(outcome_cause) - outcomes_expected),
+                "charge": figures(run.warmup_charge_ms, len(charge_cause) - charges_expected),
+            },
+            "negative_samples": sum(1 for v in run.outcome_ms + run.charge_ms if v < 0),
         }
         for what in ("outcome", "charge"):
-            f = result[what]
+            f, w = run.summary[what], run.summary["warmup"][what]
             kit.log(
                 f"  {what:8s} {f['samples']:,}/{f['expected']:,} samples: p50 {f['p50_ms']:.0f}"
                 f" p95 {f['p95_ms']:.0f} p99 {f['p99_ms']:.0f} max {f['max_ms']:.0f} ms"
+                f" (warm-up: p99 {w['p99_ms']:.0f} ms)"
             )
-        return result
+        return run
     finally:
         if producer is not None:
             producer.stop()
         await follower.stop()
         worker.stop()
         shutil.rmtree(work, ignore_errors=True)
+        gc.unfreeze()
         await kit.delete_topics_containing(bootstrap, tag)
 
 
+def _expected(cause: dict[str, int], sent, measured_from: float) -> int:
+    """How many of ``cause``'s events were sent after the warm-up."""
+    return sum(1 for index in cause.values() if sent[index] >= measured_from)
+
+
 async def measure(
-    bootstrap: str, log_dir: Path, *, rates: list[int], seconds: float, half_max: int | None = None
+    bootstrap: str,
+    log_dir: Path,
+    *,
+    rates: list[int],
+    seconds: float,
+    warmup_s: float = 10.0,
+    runs: int = 3,
+    half_max: int | None = None,
+    warm_broker: bool = False,
 ) -> dict:
-    """Every offered rate in turn; the section of the results."""
+    """Every offered rate, ``runs`` times each; the section of the results.
+
+    ``warm_broker``: first one run at the highest rate, not measured, for a
+    broker that has just started (its JIT compiler has yet to compile what
+    this load runs; a broker in service has long done so). ``bench`` asks for
+    it when no throughput section ran before on the same broker.
+    """
     results = []
-    for index, rate in enumerate(rates):
-        result = await one_rate(bootstrap, log_dir, rate, seconds, index)
-        result["is_half_max"] = rate == half_max
-        results.append(result)
+    number = 0
+    if warm_broker and rates:
+        kit.log("latency: one run to warm the broker up first, not measured")
+        await one_rate(bootstrap, log_dir, max(rates), seconds, warmup_s, number)
+        number += 1
+    for rate in rates:
+        done: list[Run] = []
+        for _ in range(runs):
+            done.append(await one_rate(bootstrap, log_dir, rate, seconds, warmup_s, number))
+            number += 1
+        summaries = [run.summary for run in done]
+        achieved = [s["achieved_per_s"] for s in summaries if s["achieved_per_s"]]
+        pooled = {
+            "offered_per_s": rate,
+            "is_half_max": rate == half_max,
+            "achieved_per_s": min(achieved) if achieved else None,
+            "outcome": figures(
+                [v for run in done for v in run.outcome_ms],
+                sum(s["outcome"]["expected"] for s in summaries),
+            ),
+            "charge": figures(
+                [v for run in done for v in run.charge_ms],
+                sum(s["charge"]["expected"] for s in summaries),
+            ),
+            "warmup": {
+                what: figures(
+                    [v for run in done for v in getattr(run, f"warmup_{what}_ms")],
+                    sum(s["warmup"][what]["expected"] for s in summaries),
+                )
+                for what in ("outcome", "charge")
+            },
+            "runs": summaries,
+        }
+        for what in ("outcome", "charge"):
+            f = pooled[what]
+            per_run = ", ".join(f"{s[what]['p99_ms']:.0f}" for s in summaries)
+            kit.log(
+                f"{rate:,}/s, {what}, {runs} runs pooled: p50 {f['p50_ms']:.0f} p99 "
+                f"{f['p99_ms']:.0f} ms (each run's p99: {per_run})"
+            )
+        results.append(pooled)
     return {
         "rates": results,
         "seconds_per_rate": seconds,
+        "warmup_seconds": warmup_s,
+        "runs_per_rate": runs,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -2,9 +2,10 @@
 
 A :class:`Stage` consumes one input topic in a consumer group. For every input
 partition it owns it keeps a :class:`PartitionTask` (the stage's state and
-logic for that partition) and a transactional producer whose id is fixed by
-the partition (``<app>-<stage>-<partition>``). Each batch of records becomes
-one transaction holding everything the batch caused:
+logic for that partition) and two transactional producers whose ids are fixed
+by the partition (``<app>-<stage>-<partition>`` and ``...-<partition>-b``).
+Each batch of records becomes one transaction holding everything the batch
+caused:
 
 * the input offsets, committed with ``send_offsets_to_transaction``, with a
   token of this commit as their metadata;
@@ -14,7 +15,19 @@ one transaction holding everything the batch caused:
 
 So a batch takes effect completely or not at all. A worker killed at any point
 leaves either a committed transaction (its outputs, state and offsets) or an
-aborted one (none of them). Faust's own exactly-once mode picks the
+aborted one (none of them).
+
+**Two producers per partition, in turn.** A partition's transactions still
+run one after the other, but alternate between its two producers. After a
+commit the broker writes the transaction's markers in the background, and
+until they are written its coordinator refuses the *same* transactional id's
+next transaction (``CONCURRENT_TRANSACTIONS``, retried every 10 ms): on a busy
+broker that wait was half of every transaction. The other producer's
+transaction need not wait. Order is kept: each transaction starts after the
+previous one's commit was decided, so its records, changelog entries and
+offset commit come after the previous one's in every log, and the group
+coordinator keeps the offset commit latest in its log whichever transaction's
+markers land first. Faust's own exactly-once mode picks the
 transaction by the *destination* partition of each output, which breaks this
 guarantee for re-keyed outputs (see ``experiments/faust_eos/``); this module is
 why botstream does not rely on it.
@@ -225,7 +238,8 @@ class _Owned:
     """A partition this stage processes (or parked, between a revoke and an assignment)."""
 
     task: PartitionTask
-    producer: AIOKafkaProducer | None
+    #: The partition's transactional producers (empty while parked), used in turn.
+    producers: list[AIOKafkaProducer]
     #: Offset of the next input record to process. Records before it are
     #: already reflected in the state: a batch fetched before the seek to the
     #: committed offset must not be processed twice.
@@ -250,6 +264,8 @@ class _Owned:
     failed: bool = False
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     runner: asyncio.Task | None = None
+    #: Index in ``producers`` of the one the next transaction uses.
+    turn: int = 0
 
 
 @dataclass(slots=True)
@@ -286,6 +302,7 @@ class Stage:
         max_poll_interval_ms: int = 300_000,
         acquire_attempts: int = 5,
         acquire_backoff_s: float = 1.0,
+        producers_per_partition: int = 2,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -305,6 +322,9 @@ class Stage:
         self.max_poll_interval_ms = max_poll_interval_ms
         self.acquire_attempts = acquire_attempts
         self.acquire_backoff_s = acquire_backoff_s
+        if not 1 <= producers_per_partition <= 26:
+            raise ValueError("producers_per_partition must be between 1 and 26")
+        self.producers_per_partition = producers_per_partition
         self.group_id = f"{settings.app_id}-{name}"
         #: Partitions processed now.
         self.owned: dict[int, _Owned] = {}
@@ -526,7 +546,7 @@ class Stage:
         changes = owned.task.changes()
         if not out and not changes and not records:
             return True
-        producer = owned.producer
+        producer = owned.producers[owned.turn]
         token = f"{self._token_prefix}:{next(self._token_counter)}"
         offsets = {TopicPartition(self.input_topic, partition): (owned.next_offset, token)}
         try:
@@ -541,6 +561,7 @@ class Stage:
             await self._transaction_failed(partition, owned, exc)
             return False
         owned.token = token
+        owned.turn = (owned.turn + 1) % len(owned.producers)
         owned.task.committed(token)
         if self.metrics is not None:
             self.metrics.batch_committed(self.name, records, time.perf_counter() - started)
@@ -718,14 +739,14 @@ class Stage:
         Returns the partition and how its state came: ``kept``, ``local`` or
         ``restored``.
         """
-        producer = self.clients.producer(f"{self.group_id}-{partition}")
-        await producer.start()  # init_transactions: fences the previous owner
+        producers = await self._start_producers(partition)
         try:
             tp = TopicPartition(self.input_topic, partition)
             offset, token = await self.clients.committed(self._consumer, tp)
             parked = self._parked.pop(partition, None)
             if parked is not None and parked.token == token and token:
-                parked.producer = producer
+                parked.producers = producers
+                parked.turn = 0
                 return parked, "kept"
             if parked is not None:
                 parked.task.close()  # before a new task opens the same files
@@ -742,10 +763,33 @@ class Stage:
             except BaseException:
                 task.close()
                 raise
-            return _Owned(task, producer, offset or 0, token, self.monotonic()), how
+            return _Owned(task, producers, offset or 0, token, self.monotonic()), how
         except BaseException:
-            await producer.stop()
+            await _stop_all(producers)
             raise
+
+    async def _start_producers(self, partition: int) -> list[AIOKafkaProducer]:
+        """Start the partition's producers, which fences any previous owner's.
+
+        Each start (``init_transactions``) aborts the previous owner's open
+        transaction and waits until its committed one is complete, so the
+        committed offsets read afterwards are final.
+        """
+        base = f"{self.group_id}-{partition}"
+        producers = [
+            self.clients.producer(base if slot == 0 else f"{base}-{chr(ord('a') + slot)}")
+            for slot in range(self.producers_per_partition)
+        ]
+        try:
+            started = await asyncio.gather(*(p.start() for p in producers), return_exceptions=True)
+        except BaseException:  # cancelled, and the starts with it
+            await _stop_all(producers)
+            raise
+        failure = next((r for r in started if isinstance(r, BaseException)), None)
+        if failure is not None:
+            await _stop_all(producers)
+            raise failure
+        return producers
 
     async def _restore(self, partition: int, task: PartitionTask) -> None:
         tp = TopicPartition(self.changelog_topic, partition)
@@ -862,11 +906,15 @@ class _Listener(ConsumerRebalanceListener):
 
 
 async def _stop_producer(owned: _Owned) -> None:
-    producer, owned.producer = owned.producer, None
-    if producer is not None:
+    producers, owned.producers = owned.producers, []
+    await _stop_all(producers)
+
+
+async def _stop_all(producers: list[AIOKafkaProducer]) -> None:
+    for producer in producers:
         try:
             await producer.stop()
-        except Exception as exc:  # a fenced producer may fail to stop cleanly
+        except Exception as exc:  # a fenced (or never started) producer may fail to stop
             log.debug("stopping a producer failed: %r", exc)
 
 

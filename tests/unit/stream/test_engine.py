@@ -9,6 +9,7 @@ session timeout drops everything.
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -178,9 +179,9 @@ async def test_a_fenced_partition_waits_for_a_fresh_assignment() -> None:
         h.consumer.backlog = {0: records(0, 5)}
         await h.until(lambda: h.tasks and len(h.task_of(0).processed) == 5)
         assert h.inits(0) == 1
-        # A new owner elsewhere initialises its producer: ours is fenced.
-        intruder = h.clients.producer(f"{h.stage.group_id}-0")
-        await intruder.start()
+        # A new owner elsewhere initialises its producers: ours are fenced.
+        for transactional_id in (f"{h.stage.group_id}-0", f"{h.stage.group_id}-0-b"):
+            await h.clients.producer(transactional_id).start()
         h.consumer.backlog[0] += [record(TOPIC, 0, offset) for offset in range(5, 10)]
         await h.until(lambda: 0 not in h.stage.owned and h.consumer.rejoins >= 1)
         await h.steps(3.0)
@@ -192,6 +193,33 @@ async def test_a_fenced_partition_waits_for_a_fresh_assignment() -> None:
         await h.consumer.assign([0])
         await h.until(lambda: 0 in h.stage.owned)
         assert h.inits(0) == 3
+
+
+async def test_transactions_alternate_between_the_partitions_two_producers() -> None:
+    """Both producers are initialised (fencing zombies) before anything is processed,
+    and consecutive transactions of a partition use them in turn, with offsets that
+    only move forward."""
+    async with Harness([0]) as h:
+        ids = [f"{h.stage.group_id}-0", f"{h.stage.group_id}-0-b"]
+        h.consumer.per_call = 3
+        h.consumer.backlog = {0: records(0, 12)}
+        await h.until(lambda: h.tasks and len(h.task_of(0).processed) == 12)
+        await h.until(lambda: len(h.clients.broker.transactions) >= 4)
+        assert [h.clients.broker.inits.get(i) for i in ids] == [1, 1]
+        used = [t[0] for t in h.clients.broker.transactions]
+        assert set(used) == set(ids)
+        assert all(a != b for a, b in itertools.pairwise(used)), used
+        offsets = [next(iter(t[2].values()))[0] for t in h.clients.broker.transactions]
+        assert offsets == sorted(offsets) and offsets[-1] == 12
+
+
+async def test_one_producer_per_partition_when_asked() -> None:
+    async with Harness([0], producers_per_partition=1) as h:
+        h.consumer.per_call = 3
+        h.consumer.backlog = {0: records(0, 9)}
+        await h.until(lambda: h.tasks and len(h.task_of(0).processed) == 9)
+        await h.until(lambda: len(h.clients.broker.transactions) >= 3)
+        assert {t[0] for t in h.clients.broker.transactions} == {f"{h.stage.group_id}-0"}
 
 
 async def test_state_is_kept_across_a_rebalance_when_nobody_else_committed() -> None:
@@ -249,7 +277,8 @@ async def test_a_failed_commit_drops_the_state_it_held() -> None:
         h.consumer.backlog = {0: records(0, 5)}
         await h.until(lambda: h.tasks and len(h.task_of(0).processed) == 5)
         first = h.task_of(0)
-        h.stage.owned[0].producer.fail_next_commit = ConnectionError("broker went away")
+        owned = h.stage.owned[0]
+        owned.producers[owned.turn].fail_next_commit = ConnectionError("broker went away")
         h.consumer.backlog[0] += [record(TOPIC, 0, 5)]
         await h.until(lambda: 0 not in h.stage.owned)
         assert first.commits == 2  # after its acquisition, and after its one transaction
