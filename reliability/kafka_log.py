@@ -119,10 +119,11 @@ def epoch_order_problems(batches: Iterable[Batch]) -> list[str]:
 def producers_by_partition(batches: Iterable[Batch], changelog: str) -> dict[int, int]:
     """Producer id -> partition, from the batches of a stage's changelog topic.
 
-    A stage writes partition ``p`` of its changelog only with the producer of
-    its input partition ``p`` (transactional id ``<app>-<stage>-<p>``), and a
-    transactional id keeps its producer id: so the changelog names the
-    producer of every partition that wrote state.
+    A stage writes partition ``p`` of its changelog only with the producers of
+    its input partition ``p`` (transactional ids ``<app>-<stage>-<p>`` and
+    ``<app>-<stage>-<p>-b``, used in turn), and a transactional id keeps its
+    producer id: so the changelog names the producers of every partition that
+    wrote state.
     """
     return {
         b.producer_id: b.partition
