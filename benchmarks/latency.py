@@ -63,6 +63,8 @@ from botstream.errors import InvalidRecord
 PARTITIONS = 4
 #: How long after the last send the outputs may take to show up.
 DRAIN_S = 30.0
+#: Seconds of sending per point of a run's timeline.
+TIMELINE_STEP_S = 2
 
 
 def partition_of(key: bytes, partitions: int = PARTITIONS) -> int:
@@ -280,14 +282,18 @@ async def one_rate(
         measured_from = sent[0] + warmup_s
         run = Run({})
         charge_seen = follower.charge_seen()
-        for seen, cause, steady, warm in (
-            (follower.outcome_seen, outcome_cause, run.outcome_ms, run.warmup_outcome_ms),
-            (charge_seen, charge_cause, run.charge_ms, run.warmup_charge_ms),
+        windows: dict[tuple[str, int], list[float]] = defaultdict(list)
+        outcome_seen = follower.outcome_seen
+        for what, seen, cause, steady, warm in (
+            ("outcome", outcome_seen, outcome_cause, run.outcome_ms, run.warmup_outcome_ms),
+            ("charge", charge_seen, charge_cause, run.charge_ms, run.warmup_charge_ms),
         ):
             for conversation, index in cause.items():
                 if conversation in seen:
-                    into = steady if sent[index] >= measured_from else warm
-                    into.append((seen[conversation] - sent[index]) * 1000)
+                    latency_ms = (seen[conversation] - sent[index]) * 1000
+                    (steady if sent[index] >= measured_from else warm).append(latency_ms)
+                    window = int((sent[index] - sent[0]) // TIMELINE_STEP_S)
+                    windows[(what, window)].append(latency_ms)
         span = sent[-1] - sent[0] if len(sent) > 1 else 0
         outcomes_expected = _expected(outcome_cause, sent, measured_from)
         charges_expected = _expected(charge_cause, sent, measured_from)
@@ -303,6 +309,7 @@ async def one_rate(
                 "charge": figures(run.warmup_charge_ms, len(charge_cause) - charges_expected),
             },
             "negative_samples": sum(1 for v in run.outcome_ms + run.charge_ms if v < 0),
+            "timeline": timeline(windows),
         }
         for what in ("outcome", "charge"):
             f, w = run.summary[what], run.summary["warmup"][what]
@@ -320,6 +327,25 @@ async def one_rate(
         shutil.rmtree(work, ignore_errors=True)
         gc.unfreeze()
         await kit.delete_topics_containing(bootstrap, tag)
+
+
+def timeline(windows: dict[tuple[str, int], list[float]]) -> list[dict]:
+    """p99 of the samples sent in each ``TIMELINE_STEP_S`` of a run, warm-up included.
+
+    It shows how long a fresh worker takes to settle, and whether a tail is
+    one burst or spread over the run.
+    """
+    steps = sorted({window for _, window in windows})
+    return [
+        {
+            "from_s": step * TIMELINE_STEP_S,
+            **{
+                f"{what}_p99_ms": kit.percentile(sorted(windows.get((what, step), [])), 0.99)
+                for what in ("outcome", "charge")
+            },
+        }
+        for step in steps
+    ]
 
 
 def _expected(cause: dict[str, int], sent, measured_from: float) -> int:

@@ -7,6 +7,8 @@ BENCH_ARGS=--check`` runs every contender on a real broker).
 
 from __future__ import annotations
 
+import math
+
 import orjson
 
 from benchmarks import kit, latency, report
@@ -166,3 +168,15 @@ async def test_the_dashboard_latency_bench_answers_every_page(capsys) -> None:
     timed = [line for line in capsys.readouterr().out.splitlines() if "median" in line]
     assert len(timed) == 6, timed
     assert any("(remote)" in line for line in timed)
+
+
+def test_a_runs_timeline_gives_the_p99_of_each_step_of_sending() -> None:
+    windows = {
+        ("outcome", 0): [10.0, 30.0, 20.0],
+        ("charge", 0): [40.0],
+        ("outcome", 2): [5.0],
+    }
+    points = latency.timeline(windows)
+    assert [p["from_s"] for p in points] == [0, 2 * latency.TIMELINE_STEP_S]
+    assert points[0]["outcome_p99_ms"] == 30.0 and points[0]["charge_p99_ms"] == 40.0
+    assert points[1]["outcome_p99_ms"] == 5.0 and math.isnan(points[1]["charge_p99_ms"])
