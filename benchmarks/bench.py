@@ -230,7 +230,7 @@ async def run_sections(args: argparse.Namespace, bootstrap: str, log_dir: Path) 
             warmup_s=args.latency_warmup,
             runs=args.latency_runs,
             half_max=half,
-            warm_broker="throughput" not in args.sections,
+            warm_broker=True,
         )
     if "memory" in args.sections:
         from benchmarks import memory
