@@ -203,15 +203,22 @@ def figures(latencies_ms: list[float], expected: int) -> dict:
     }
 
 
+#: What is sampled: a conversation's end, and its charge.
+KINDS = ("outcome", "charge")
+
+
+def _by_kind() -> dict[str, list[float]]:
+    return {what: [] for what in KINDS}
+
+
 @dataclass
 class Run:
-    """One run at one rate: its summary, and its samples (ms) after and during the warm-up."""
+    """One run at one rate: its summary, and its samples (ms) by kind, after and during the
+    warm-up."""
 
     summary: dict
-    outcome_ms: list[float] = field(default_factory=list)
-    charge_ms: list[float] = field(default_factory=list)
-    warmup_outcome_ms: list[float] = field(default_factory=list)
-    warmup_charge_ms: list[float] = field(default_factory=list)
+    measured: dict[str, list[float]] = field(default_factory=_by_kind)
+    warmup: dict[str, list[float]] = field(default_factory=_by_kind)
 
 
 async def one_rate(
@@ -281,37 +288,33 @@ async def one_rate(
                 break
         measured_from = sent[0] + warmup_s
         run = Run({})
-        charge_seen = follower.charge_seen()
+        expected = dict.fromkeys(KINDS, 0)
+        warmup_expected = dict.fromkeys(KINDS, 0)
         windows: dict[tuple[str, int], list[float]] = defaultdict(list)
-        outcome_seen = follower.outcome_seen
-        for what, seen, cause, steady, warm in (
-            ("outcome", outcome_seen, outcome_cause, run.outcome_ms, run.warmup_outcome_ms),
-            ("charge", charge_seen, charge_cause, run.charge_ms, run.warmup_charge_ms),
+        for what, seen, cause in (
+            ("outcome", follower.outcome_seen, outcome_cause),
+            ("charge", follower.charge_seen(), charge_cause),
         ):
             for conversation, index in cause.items():
+                after_warmup = sent[index] >= measured_from
+                (expected if after_warmup else warmup_expected)[what] += 1
                 if conversation in seen:
                     latency_ms = (seen[conversation] - sent[index]) * 1000
-                    (steady if sent[index] >= measured_from else warm).append(latency_ms)
+                    (run.measured if after_warmup else run.warmup)[what].append(latency_ms)
                     window = int((sent[index] - sent[0]) // TIMELINE_STEP_S)
                     windows[(what, window)].append(latency_ms)
         span = sent[-1] - sent[0] if len(sent) > 1 else 0
-        outcomes_expected = _expected(outcome_cause, sent, measured_from)
-        charges_expected = _expected(charge_cause, sent, measured_from)
         run.summary = {
             "achieved_per_s": (len(sent) - 1) / span if span else None,
             "events": len(traffic.events),
             "worker_ready_s": ready_s,
             "load_before": load,
-            "outcome": figures(run.outcome_ms, outcomes_expected),
-            "charge": figures(run.charge_ms, charges_expected),
-            "warmup": {
-                "outcome": figures(run.warmup_outcome_ms, len(outcome_cause) - outcomes_expected),
-                "charge": figures(run.warmup_charge_ms, len(charge_cause) - charges_expected),
-            },
-            "negative_samples": sum(1 for v in run.outcome_ms + run.charge_ms if v < 0),
+            **{what: figures(run.measured[what], expected[what]) for what in KINDS},
+            "warmup": {what: figures(run.warmup[what], warmup_expected[what]) for what in KINDS},
+            "negative_samples": sum(1 for what in KINDS for v in run.measured[what] if v < 0),
             "timeline": timeline(windows),
         }
-        for what in ("outcome", "charge"):
+        for what in KINDS:
             f, w = run.summary[what], run.summary["warmup"][what]
             kit.log(
                 f"  {what:8s} {f['samples']:,}/{f['expected']:,} samples: p50 {f['p50_ms']:.0f}"
@@ -341,16 +344,11 @@ def timeline(windows: dict[tuple[str, int], list[float]]) -> list[dict]:
             "from_s": step * TIMELINE_STEP_S,
             **{
                 f"{what}_p99_ms": kit.percentile(sorted(windows.get((what, step), [])), 0.99)
-                for what in ("outcome", "charge")
+                for what in KINDS
             },
         }
         for step in steps
     ]
-
-
-def _expected(cause: dict[str, int], sent, measured_from: float) -> int:
-    """How many of ``cause``'s events were sent after the warm-up."""
-    return sum(1 for index in cause.values() if sent[index] >= measured_from)
 
 
 async def measure(
@@ -371,7 +369,7 @@ async def measure(
     has not, even after the throughput section, whose few large transactions
     run other paths. Without it, the warm-up p99 of the first two runs at half
     the maximum was 1.9 to 3.3 s in two full runs, and 85 and 121 ms for the
-    third: the broker settling, not the worker starting.
+    third. It does not remove every slow start (see the README).
     """
     results = []
     number = 0
@@ -390,24 +388,23 @@ async def measure(
             "offered_per_s": rate,
             "is_half_max": rate == half_max,
             "achieved_per_s": min(achieved) if achieved else None,
-            "outcome": figures(
-                [v for run in done for v in run.outcome_ms],
-                sum(s["outcome"]["expected"] for s in summaries),
-            ),
-            "charge": figures(
-                [v for run in done for v in run.charge_ms],
-                sum(s["charge"]["expected"] for s in summaries),
-            ),
+            **{
+                what: figures(
+                    [v for run in done for v in run.measured[what]],
+                    sum(s[what]["expected"] for s in summaries),
+                )
+                for what in KINDS
+            },
             "warmup": {
                 what: figures(
-                    [v for run in done for v in getattr(run, f"warmup_{what}_ms")],
+                    [v for run in done for v in run.warmup[what]],
                     sum(s["warmup"][what]["expected"] for s in summaries),
                 )
-                for what in ("outcome", "charge")
+                for what in KINDS
             },
             "runs": summaries,
         }
-        for what in ("outcome", "charge"):
+        for what in KINDS:
             f = pooled[what]
             per_run = ", ".join(f"{s[what]['p99_ms']:.0f}" for s in summaries)
             kit.log(

@@ -22,7 +22,7 @@ run one after the other, but alternate between its two producers. After a
 commit the broker writes the transaction's markers in the background, and
 until they are written its coordinator refuses the *same* transactional id's
 next transaction (``CONCURRENT_TRANSACTIONS``, retried every 10 ms): on a busy
-broker that wait was half of every transaction. The other producer's
+broker that wait was up to half of every transaction. The other producer's
 transaction need not wait. Order is kept: each transaction starts after the
 previous one's commit was decided, so its records, changelog entries and
 offset commit come after the previous one's in every log, and the group
