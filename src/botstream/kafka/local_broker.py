@@ -852,7 +852,12 @@ class LocalKafka:
         jvm = [
             java,
             f"-Xmx{self.heap}",
-            "-Xms64m",
+            # The whole heap from the start, as Kafka's own start script sets it. A
+            # heap that G1 shrinks when idle grows again at the next burst, paying for
+            # fresh pages then: on a VM that hands freed pages back to its host, the
+            # first seconds of new traffic were when the request handlers spent their
+            # time in the kernel (README, Performance).
+            f"-Xms{self.heap}",
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             "-XX:+ExitOnOutOfMemoryError",
