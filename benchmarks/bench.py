@@ -244,6 +244,7 @@ async def run_sections(
             verify_all=False,
             profile=args.profile,
             out=args.out,
+            warm_broker=True,
         )
     if "latency" in args.sections:
         from benchmarks import latency
