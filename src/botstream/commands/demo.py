@@ -9,7 +9,6 @@ everything cleanly.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import time
 from dataclasses import replace
@@ -100,6 +99,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Start (or reach) Kafka, create the topics, run the demo, stop what was started."""
+    import asyncio
+
     from rich.console import Console
 
     from botstream.demo.runner import DemoOptions, prepare_folder, run_demo

@@ -28,16 +28,13 @@ botstream publishes each ``alert_id`` once, so there is nothing to deduplicate.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
 import os
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -193,6 +190,9 @@ def fetch_json(
     :data:`RETRY_PAUSE_S`); one request may take ``timeout_s``
     (:data:`HTTP_TIMEOUT_S`). ``token`` is sent as ``Authorization: Bearer``.
     """
+    import urllib.error  # here: the other commands (a replay) need not load them
+    import urllib.request
+
     retries = RETRIES_ON_503 if retries is None else retries
     pause_s = RETRY_PAUSE_S if pause_s is None else pause_s
     timeout_s = HTTP_TIMEOUT_S if timeout_s is None else timeout_s
@@ -395,6 +395,8 @@ def _print_json(record: dict[str, Any]) -> None:
 
 def run_alerts(args: argparse.Namespace) -> int:
     """``botstream alerts``: print alerts from the alerts topic (see the module docstring)."""
+    import asyncio
+
     settings = settings_from_args(args)
     # aiokafka logs each failed connection attempt; the one-line error says it all.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -446,6 +448,8 @@ async def read_alerts(
     started; with it, runs until cancelled. Records that are not JSON objects
     are reported on stderr and skipped.
     """
+    import asyncio
+
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from botstream.kafka.topics import CONNECT_TIMEOUT_S, kafka_client_kwargs
@@ -516,6 +520,8 @@ async def topic_partitions(settings: Settings, topic: str) -> list[int]:
     Asks for the list of every topic first: a metadata request naming a
     missing topic would create it on a cluster that creates topics on demand.
     """
+    import asyncio
+
     from botstream.kafka.topics import CONNECT_TIMEOUT_S, admin_client
 
     async with admin_client(settings) as admin:

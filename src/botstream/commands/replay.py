@@ -14,6 +14,7 @@ import orjson
 from botstream.commands.common import add_config_flag, add_domain_flags, settings_from_args
 from botstream.errors import InputFileError
 from botstream.replay.engine import ReplayEngine, ReplayResult
+from botstream.stream.memory import pace_garbage_collector
 
 EXAMPLES = """\
 examples:
@@ -170,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
     progress = (
         not args.quiet and sys.stderr.isatty() and events.stat().st_size >= PROGRESS_MIN_BYTES
     )
+    pace_garbage_collector()  # as the worker does, for the same reason
     started = time.perf_counter()
     engine = ReplayEngine(settings.domain, partitions=args.partitions)
     result = replay_files(events, plans, engine, progress)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import math
 import os
@@ -223,6 +222,8 @@ def build_config(
 
 def run_command(args: argparse.Namespace) -> int:
     """Generate the traffic the flags ask for and print a summary."""
+    import asyncio
+
     from botstream.sim.generator import TrafficSimulator
     from botstream.sim.runner import Pacer
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 
 from botstream.commands.common import add_config_flag, add_kafka_flags, settings_from_args
@@ -44,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_create(args: argparse.Namespace) -> int:
     """Create the missing topics; print one line per topic."""
+    import asyncio
+
     from botstream.kafka.topics import ensure_topics
 
     settings = settings_from_args(args)

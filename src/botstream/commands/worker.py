@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 
 from botstream.commands.common import (
@@ -68,6 +67,8 @@ async def preflight(settings: Settings) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check the cluster, then run the Faust worker until stopped."""
+    import asyncio
+
     import faust
 
     from botstream.stream.app import create_app
