@@ -180,3 +180,12 @@ def test_a_runs_timeline_gives_the_p99_of_each_step_of_sending() -> None:
     assert [p["from_s"] for p in points] == [0, 2 * latency.TIMELINE_STEP_S]
     assert points[0]["outcome_p99_ms"] == 30.0 and points[0]["charge_p99_ms"] == 40.0
     assert points[1]["outcome_p99_ms"] == 5.0 and math.isnan(points[1]["charge_p99_ms"])
+
+
+def test_only_the_replay_needs_no_broker() -> None:
+    from benchmarks.bench import needs_broker, parse_args
+
+    assert not needs_broker(parse_args(["--only", "replay"]))
+    assert needs_broker(parse_args(["--only", "replay,memory"]))
+    assert needs_broker(parse_args([]))
+    assert needs_broker(parse_args(["--check"]))
