@@ -211,7 +211,7 @@ def replay_section(args: argparse.Namespace) -> dict | None:
 
 async def run_sections(
     args: argparse.Namespace, bootstrap: str, log_dir: Path, results: dict
-) -> dict:
+) -> None:
     """Run the sections asked for that need the broker, into ``results``."""
     if args.check:
         from benchmarks import throughput
@@ -227,7 +227,7 @@ async def run_sections(
             timeout_s=300,
             verify_all=True,
         )
-        return results
+        return
     if "throughput" in args.sections:
         from benchmarks import throughput
 
@@ -269,7 +269,6 @@ async def run_sections(
             conversations=args.conversations,
             stores=[s.strip() for s in args.stores.split(",") if s.strip()],
         )
-    return results
 
 
 def latency_rates(args: argparse.Namespace, results: dict) -> tuple[list[int], int | None]:
