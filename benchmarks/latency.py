@@ -213,8 +213,7 @@ def _by_kind() -> dict[str, list[float]]:
 
 @dataclass
 class Run:
-    """One run at one rate: its summary, and its samples (ms) by kind, after and during the
-    warm-up."""
+    """One run at one rate: its summary and its samples (ms) by kind, measured and warm-up."""
 
     summary: dict
     measured: dict[str, list[float]] = field(default_factory=_by_kind)

@@ -14,8 +14,7 @@ def pace_garbage_collector() -> None:
     """Set the cyclic garbage collector to a batch processor's pace; call once started.
 
     The worker and ``botstream replay`` call it. (In a replay of 1,000,000
-    events the collector took 0.09 s at Python's pace, 0.02 s at this one; run
-    side by side on the two cores, six replays took 4 % less wall time in all.)
+    events the collector took 0.09 s at Python's pace, 0.02 s at this one.)
 
     A stage holds a batch of up to 5,000 records and everything decoded from
     them while it works on it. At Python's default pace (a collection every
